@@ -1,0 +1,147 @@
+'use strict'
+// The public surface. Logic lives in Rust (binding.js loads it); this file adds what Node-API
+// cannot express: Error classes, promise-only failures, password functions, rows built in JS.
+
+const { inspect } = require('node:util')
+const binding = require('./binding.js')
+const { DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidConfig } = require('./lib/errors')
+const { encodeParams } = require('./lib/params')
+const { toResult } = require('./lib/rows')
+
+// Option name → accepted aliases (node-postgres spellings).
+const OPTIONS = {
+  host: [], hostaddr: [], port: [], user: [], database: [], password: [], sslmode: [], sslrootcert: [],
+  sslnegotiation: [], applicationName: ['application_name'], connectionTimeoutMillis: [],
+}
+const ENV_NAMES = binding.envNames()
+
+function readEnvironment() {
+  const env = {}
+  for (const name of ENV_NAMES) {
+    const v = process.env[name]
+    if (v !== undefined) env[name] = v
+  }
+  return env
+}
+
+function optionStrings(config) {
+  const out = {}
+  for (const [name, aliases] of Object.entries(OPTIONS)) {
+    let v = config[name]
+    for (const a of aliases) if (v === undefined || v === null) v = config[a]
+    if (v === undefined || v === null || (name === 'password' && typeof v === 'function')) continue
+    if (typeof v !== 'string' && typeof v !== 'number') {
+      throw invalidConfig(name, `option ${name} must be a string${name === 'password' ? ' or a function returning one' : ' or a number'}, not ${typeof v}`)
+    }
+    out[name] = String(v)
+  }
+  return out
+}
+
+let warnedRequire = false
+function warnUnverified() {
+  if (warnedRequire) return
+  warnedRequire = true
+  process.emitWarning(
+    'sslmode=require encrypts the connection but does not verify the server certificate, so whoever ' +
+      'can intercept the tunnel can pose as the cluster and receive your token. Use sslmode=verify-full ' +
+      '(the default): DSQL certificates are trusted without any extra set-up.',
+    { code: 'DSQL_TUNNEL_SSLMODE_REQUIRE' },
+  )
+}
+
+const isNativeError = (r) => r !== null && typeof r === 'object' && !Array.isArray(r) && typeof r.code === 'string'
+
+class Client {
+  #native = new binding.NativeClient()
+  #config
+  #info = null
+
+  /** @param {string | object} [config] options, or a connection string */
+  constructor(config) {
+    this.#config = typeof config === 'string' ? { connectionString: config } : config ?? {}
+  }
+
+  async connect() {
+    const config = this.#config
+    if (typeof config !== 'object') throw invalidConfig('config', 'the client options must be an object or a connection string')
+    const options = optionStrings(config)
+    if (config.connectionString !== undefined && typeof config.connectionString !== 'string') {
+      throw invalidConfig('connectionString', 'option connectionString must be a string')
+    }
+    const int8 = config.int8 ?? 'string'
+    if (int8 !== 'string' && int8 !== 'bigint') throw invalidConfig('int8', "option int8 must be 'string' (the default) or 'bigint'")
+    if (typeof config.password === 'function') {
+      // Called for every new connection, so it can hand out a fresh token each time.
+      const password = await config.password()
+      if (typeof password !== 'string') throw invalidConfig('password', 'the password function must return (or resolve to) a string')
+      options.password = password
+    }
+    const r = await this.#native.connect(options, config.connectionString ?? null, readEnvironment(), int8 === 'bigint')
+    if (isNativeError(r)) throw fromNative(r)
+    this.#info = r
+    if (r.verification === 'none') warnUnverified()
+  }
+
+  /**
+   * Runs one query (or several statements without parameters).
+   * @param {string | {text: string, values?: unknown[], rowMode?: 'array'}} text
+   */
+  async query(text, values, options) {
+    let rowMode = options?.rowMode
+    if (text !== null && typeof text === 'object') {
+      rowMode = text.rowMode ?? rowMode
+      values = text.values ?? values
+      text = text.text
+    }
+    if (typeof text !== 'string') throw invalidArgument('the query text must be a string')
+    if (typeof values === 'function' || typeof options === 'function') {
+      throw invalidArgument('callbacks are not supported: use the promise query() returns')
+    }
+    if (values !== undefined && values !== null && !Array.isArray(values)) throw invalidArgument('values must be an array')
+    if (rowMode !== undefined && rowMode !== 'array') throw invalidArgument("rowMode must be 'array' or left out")
+    const params = values ? encodeParams(values) : []
+    const r = await this.#native.query(text, params)
+    if (isNativeError(r)) throw fromNative(r)
+    const arrayMode = rowMode === 'array'
+    return r.length === 1 ? toResult(r[0], arrayMode) : r.map((x) => toResult(x, arrayMode))
+  }
+
+  /** Closes the connection; queries still pending reject with `CLIENT_CLOSED`. Idempotent. */
+  async end() {
+    await this.#native.end()
+  }
+
+  /** Settings the connection uses (no secrets), once connected. */
+  get connection() {
+    return this.#info
+  }
+
+  [inspect.custom]() {
+    const i = this.#info
+    return i
+      ? `Client { host: ${i.host}, hostaddr: ${i.hostaddr ?? '-'}, port: ${i.port}, user: ${i.user}, database: ${i.database}, open: ${this.#native.isOpen} }`
+      : 'Client { not connected }'
+  }
+}
+
+/** Creates a client and connects it. */
+async function connect(config) {
+  const client = new Client(config)
+  await client.connect()
+  return client
+}
+
+/** The settings a connection would use and where each came from (no secrets). */
+function resolveConfig(config) {
+  const c = typeof config === 'string' ? { connectionString: config } : config ?? {}
+  const r = binding.resolveConfig(optionStrings(c), c.connectionString ?? null, readEnvironment())
+  if (isNativeError(r)) throw fromNative(r)
+  return r
+}
+
+exports.Client = Client
+exports.connect = connect
+exports.resolveConfig = resolveConfig
+exports.DsqlTunnelError = DsqlTunnelError
+exports.DatabaseError = DatabaseError

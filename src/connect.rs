@@ -1,0 +1,179 @@
+//! Dial the tunnel, TLS with the DSQL hostname, startup and authentication, all under one timeout.
+
+use crate::config::{Config, Negotiation};
+use crate::endpoint::TunnelAddr;
+use crate::error::{Error, ServerError, TlsFailure};
+use rustls::{CertificateError, ClientConfig};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// An open connection: the client half, and the task that drives the socket.
+pub struct Session {
+    pub client: tokio_postgres::Client,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn connect(config: &Config, tls: &ClientConfig) -> Result<Session, Error> {
+    let work = async {
+        let stream = dial(config).await?;
+        let mut pg = tokio_postgres::Config::new();
+        pg.user(&config.user)
+            .dbname(&config.database)
+            // Require is the only mode that never falls back to plaintext.
+            .ssl_mode(PgSslMode::Require)
+            .ssl_negotiation(match config.sslnegotiation {
+                Negotiation::Direct => SslNegotiation::Direct,
+                Negotiation::Postgres => SslNegotiation::Postgres,
+            });
+        if let Some(p) = &config.password {
+            pg.password(p.expose());
+        }
+        if let Some(app) = &config.application_name {
+            pg.application_name(app);
+        }
+        // The value of host is the TLS name (SNI and verification); TCP already went to hostaddr.
+        let mut make = MakeRustlsConnect::new(tls.clone());
+        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
+            .unwrap_or_else(|never| match never {});
+        let (client, connection) = pg.connect_raw(stream, connector).await.map_err(|e| classify(e, config, true))?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Session { client, task })
+    };
+    match config.connect_timeout {
+        // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
+        Some(after) => tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?,
+        None => work.await,
+    }
+}
+
+async fn dial(config: &Config) -> Result<TcpStream, Error> {
+    let target = config.dial_target();
+    let addrs: Vec<SocketAddr> = match &config.hostaddr {
+        Some(TunnelAddr::Ip(ip)) => vec![SocketAddr::new(*ip, config.port)],
+        Some(TunnelAddr::Localhost) => lookup("localhost", config.port).await?,
+        None => lookup(&config.host, config.port).await?,
+    };
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true).ok();
+                let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+                socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive).ok();
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Connect {
+        addr: target,
+        source: last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")),
+    })
+}
+
+async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| Error::Resolve { host: host.to_string(), source })?;
+    Ok(found.collect())
+}
+
+pub fn server_error(db: &tokio_postgres::error::DbError) -> ServerError {
+    use tokio_postgres::error::ErrorPosition;
+    let (position, internal_position, internal_query) = match db.position() {
+        Some(ErrorPosition::Original(p)) => (Some(*p), None, None),
+        Some(ErrorPosition::Internal { position, query }) => (None, Some(*position), Some(query.clone())),
+        None => (None, None, None),
+    };
+    let own = |s: Option<&str>| s.map(str::to_string);
+    ServerError {
+        code: db.code().code().to_string(),
+        severity: db.severity().to_string(),
+        message: db.message().to_string(),
+        detail: own(db.detail()),
+        hint: own(db.hint()),
+        position,
+        internal_position,
+        internal_query,
+        r#where: own(db.where_()),
+        schema: own(db.schema()),
+        table: own(db.table()),
+        column: own(db.column()),
+        data_type: own(db.datatype()),
+        constraint: own(db.constraint()),
+        file: own(db.file()),
+        line: db.line(),
+        routine: own(db.routine()),
+    }
+}
+
+fn tls_failure(e: &rustls::Error) -> TlsFailure {
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                TlsFailure::NameMismatch
+            }
+            CertificateError::UnknownIssuer => TlsFailure::UnknownCa,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsFailure::Expired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => TlsFailure::NotYetValid,
+            _ => TlsFailure::Handshake,
+        },
+        _ => TlsFailure::Handshake,
+    }
+}
+
+/// Maps a tokio-postgres error to ours. `connecting` says whether set-up was under way.
+pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let server = Box::new(server_error(db));
+        let refused_sni = server.code == "08P01" && server.message.to_ascii_lowercase().contains("sni");
+        return if connecting && refused_sni {
+            Error::SniRefused { host: config.host.clone(), server }
+        } else {
+            Error::Server(server)
+        };
+    }
+    let mut chain = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = cur {
+        chain.push(err.to_string());
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Error::Tls { failure: tls_failure(tls), host: config.host.clone(), detail: tls.to_string() };
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            // io::Error::source() skips the error it wraps; rustls's error sits right there.
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Error::Tls { failure: tls_failure(tls), host: config.host.clone(), detail: tls.to_string() };
+            }
+        }
+        cur = err.source();
+    }
+    let text = chain.join(": ");
+    if text.contains("server does not support TLS") {
+        return Error::Tls { failure: TlsFailure::Refused, host: config.host.clone(), detail: text };
+    }
+    if text.contains("password missing") {
+        return Error::PasswordMissing;
+    }
+    if connecting && text.contains("tls") {
+        return Error::Tls { failure: TlsFailure::Handshake, host: config.host.clone(), detail: text };
+    }
+    if e.is_closed() || connecting || text.contains("connection closed") {
+        let detail = if connecting {
+            format!("the server closed the connection during set-up: {text}")
+        } else {
+            text
+        };
+        return Error::ConnectionLost { detail };
+    }
+    Error::Protocol { detail: text }
+}

@@ -1,0 +1,26 @@
+//! dsql-tunnel: reach Amazon Aurora DSQL through an SSH or SSM tunnel.
+//!
+//! TCP goes to the tunnel (`hostaddr`), while TLS SNI, certificate verification and (later) the
+//! IAM token use the cluster's hostname (`host`). The core (everything but `napi/`) knows nothing
+//! of Node and is tested with `cargo test`:
+//!
+//! - `config`   options + connection string + environment → one resolved `Config`
+//! - `endpoint` DSQL hostnames, tunnel addresses
+//! - `tls`      rustls client configuration per sslmode, ALPN `postgresql`
+//! - `connect`  dial → TLS → startup/auth, under one timeout
+//! - `query`    one round trip per query, statement cache, columnar chunks
+//! - `value`    PostgreSQL binary values → columnar buffers for JavaScript
+//! - `napi`     the JavaScript surface (generated typings: `binding.d.ts`)
+#![deny(clippy::all)]
+// napi-rs macros generate their own `unsafe` (and allow it locally); we write none.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod connect;
+pub mod endpoint;
+pub mod error;
+pub mod query;
+pub mod tls;
+pub mod value;
+
+mod napi;

@@ -1,0 +1,246 @@
+//! Core values → the plain objects JavaScript receives.
+
+use crate::config::{Config, RootCerts, Verification};
+use crate::error::Error;
+use crate::query::ResultSet;
+use crate::value::{ColumnChunk, Kind};
+use napi::bindgen_prelude::{BigInt64Array, Buffer, Float64Array, Uint32Array, Uint8Array};
+use napi_derive::napi;
+use std::collections::HashMap;
+
+/// An error as data; `index.js` turns it into a `DsqlTunnelError` or `DatabaseError`.
+#[napi(object)]
+pub struct NativeError {
+    pub code: String,
+    pub message: String,
+    /// The setting at fault, for `INVALID_CONFIG`.
+    pub setting: Option<String>,
+    pub severity: Option<String>,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    pub position: Option<String>,
+    pub internal_position: Option<String>,
+    pub internal_query: Option<String>,
+    #[napi(js_name = "where")]
+    pub where_: Option<String>,
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    pub column: Option<String>,
+    pub data_type: Option<String>,
+    pub constraint: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<String>,
+    pub routine: Option<String>,
+    /// The SQLSTATE behind a client code (e.g. `08P01` behind `SNI_REFUSED`).
+    pub sqlstate: Option<String>,
+    pub errno: Option<i32>,
+    pub syscall: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<u32>,
+}
+
+impl From<&Error> for NativeError {
+    fn from(e: &Error) -> NativeError {
+        let server = e.server();
+        let s = |f: fn(&crate::error::ServerError) -> Option<String>| server.and_then(f);
+        let (errno, syscall, address, port) = match (e, e.io()) {
+            (Error::Connect { addr, .. }, Some(io)) => {
+                let (a, p) = addr.rsplit_once(':').map_or((addr.clone(), None), |(a, p)| (a.to_string(), p.parse().ok()));
+                (io.raw_os_error().map(|n| -n), Some("connect".to_string()), Some(a.trim_matches(['[', ']']).to_string()), p)
+            }
+            (Error::Resolve { host, .. }, _) => (None, Some("getaddrinfo".to_string()), Some(host.clone()), None),
+            _ => (None, None, None, None),
+        };
+        NativeError {
+            code: e.code(),
+            message: e.to_string(),
+            setting: match e {
+                Error::Config { setting, .. } => Some(setting.clone()),
+                _ => None,
+            },
+            severity: server.map(|s| s.severity.clone()),
+            detail: s(|s| s.detail.clone()),
+            hint: s(|s| s.hint.clone()),
+            position: s(|s| s.position.map(|p| p.to_string())),
+            internal_position: s(|s| s.internal_position.map(|p| p.to_string())),
+            internal_query: s(|s| s.internal_query.clone()),
+            where_: s(|s| s.r#where.clone()),
+            schema: s(|s| s.schema.clone()),
+            table: s(|s| s.table.clone()),
+            column: s(|s| s.column.clone()),
+            data_type: s(|s| s.data_type.clone()),
+            constraint: s(|s| s.constraint.clone()),
+            file: s(|s| s.file.clone()),
+            line: s(|s| s.line.map(|l| l.to_string())),
+            routine: s(|s| s.routine.clone()),
+            sqlstate: server.map(|s| s.code.clone()),
+            errno,
+            syscall,
+            address,
+            port,
+        }
+    }
+}
+
+/// What a successful connect settled on.
+#[napi(object)]
+pub struct ConnectInfo {
+    pub host: String,
+    pub hostaddr: Option<String>,
+    pub port: u32,
+    pub user: String,
+    pub database: String,
+    pub sslmode: String,
+    /// `full` (chain and name), `chain`, or `none`.
+    pub verification: String,
+    pub sslnegotiation: String,
+}
+
+impl From<&Config> for ConnectInfo {
+    fn from(c: &Config) -> ConnectInfo {
+        ConnectInfo {
+            host: c.host.clone(),
+            hostaddr: c.hostaddr.as_ref().map(|a| a.to_string()),
+            port: c.port.into(),
+            user: c.user.clone(),
+            database: c.database.clone(),
+            sslmode: c.sslmode.as_str().into(),
+            verification: verification_name(c.verification()).into(),
+            sslnegotiation: c.sslnegotiation.as_str().into(),
+        }
+    }
+}
+
+fn verification_name(v: Verification) -> &'static str {
+    match v {
+        Verification::Full => "full",
+        Verification::Chain => "chain",
+        Verification::None => "none",
+    }
+}
+
+/// The settings a connection would use, and where each came from. No secrets.
+#[napi(object)]
+pub struct ResolvedConfig {
+    pub host: String,
+    pub hostaddr: Option<String>,
+    pub port: u32,
+    pub user: String,
+    pub database: String,
+    pub has_password: bool,
+    pub sslmode: String,
+    pub verification: String,
+    /// `bundled`, `system`, or a file path.
+    pub sslrootcert: String,
+    pub sslnegotiation: String,
+    pub application_name: Option<String>,
+    /// `null` when connecting waits forever.
+    pub connect_timeout_millis: Option<f64>,
+    pub is_dsql: bool,
+    /// Setting name → `option`, `connection string`, `environment (NAME)` or `default`.
+    pub sources: HashMap<String, String>,
+}
+
+impl From<&Config> for ResolvedConfig {
+    fn from(c: &Config) -> ResolvedConfig {
+        ResolvedConfig {
+            host: c.host.clone(),
+            hostaddr: c.hostaddr.as_ref().map(|a| a.to_string()),
+            port: c.port.into(),
+            user: c.user.clone(),
+            database: c.database.clone(),
+            has_password: c.password.is_some(),
+            sslmode: c.sslmode.as_str().into(),
+            verification: verification_name(c.verification()).into(),
+            sslrootcert: match &c.sslrootcert {
+                RootCerts::Bundled => "bundled".into(),
+                RootCerts::System => "system".into(),
+                RootCerts::File(p) => p.display().to_string(),
+            },
+            sslnegotiation: c.sslnegotiation.as_str().into(),
+            application_name: c.application_name.clone(),
+            connect_timeout_millis: c.connect_timeout.map(|d| d.as_millis() as f64),
+            is_dsql: c.is_dsql(),
+            sources: c.sources.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect(),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct RawField {
+    pub name: String,
+    #[napi(js_name = "tableID")]
+    pub table_id: u32,
+    #[napi(js_name = "columnID")]
+    pub column_id: i32,
+    #[napi(js_name = "dataTypeID")]
+    pub data_type_id: u32,
+    pub data_type_modifier: i32,
+}
+
+/// One column of a chunk; which buffers are present depends on `kind` (see `index.js`).
+#[napi(object)]
+pub struct RawColumn {
+    pub kind: u32,
+    pub element: Option<u32>,
+    pub nulls: Option<Uint8Array>,
+    pub numbers: Option<Float64Array>,
+    pub bigints: Option<BigInt64Array>,
+    pub text: Option<String>,
+    pub offsets: Option<Uint32Array>,
+    pub bytes: Option<Buffer>,
+}
+
+#[napi(object)]
+pub struct RawChunk {
+    pub rows: u32,
+    pub columns: Vec<RawColumn>,
+}
+
+#[napi(object)]
+pub struct RawResult {
+    pub command: Option<String>,
+    pub row_count: Option<f64>,
+    pub fields: Vec<RawField>,
+    pub chunks: Vec<RawChunk>,
+}
+
+fn column(c: ColumnChunk) -> RawColumn {
+    let kind = c.kind.unwrap_or(Kind::Text);
+    let text_like = matches!(kind, Kind::Text | Kind::Json | Kind::Array);
+    RawColumn {
+        kind: kind as u32,
+        element: c.element.map(|k| k as u32),
+        nulls: c.nulls.map(Uint8Array::new),
+        numbers: (!c.numbers.is_empty()).then(|| Float64Array::new(c.numbers)),
+        bigints: (!c.bigints.is_empty()).then(|| BigInt64Array::new(c.bigints)),
+        text: text_like.then_some(c.text),
+        bytes: (kind == Kind::Bytes).then(|| Buffer::from(c.bytes)),
+        offsets: (!c.offsets.is_empty()).then(|| Uint32Array::new(c.offsets)),
+    }
+}
+
+impl From<ResultSet> for RawResult {
+    fn from(r: ResultSet) -> RawResult {
+        RawResult {
+            command: r.command,
+            row_count: r.row_count.map(|n| n as f64),
+            fields: r
+                .fields
+                .into_iter()
+                .map(|f| RawField {
+                    name: f.name,
+                    table_id: f.table_oid,
+                    column_id: f.column_id.into(),
+                    data_type_id: f.type_oid,
+                    data_type_modifier: f.type_modifier,
+                })
+                .collect(),
+            chunks: r
+                .chunks
+                .into_iter()
+                .map(|ch| RawChunk { rows: ch.rows as u32, columns: ch.columns.into_iter().map(column).collect() })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! Running queries: one round trip each, pipelined, results gathered into columnar chunks.
+//!
+//! The first time a text runs on a connection, its prepare (named statement, for the cache)
+//! and its execution (unnamed, typed parameters) go out together, so even that costs one round
+//! trip; later runs bind the cached statement.
+
+use crate::error::Error;
+use crate::value::{ColumnBuilder, ColumnChunk, DecodeOptions, Decoder};
+use bytes::BytesMut;
+use futures_util::{pin_mut, StreamExt};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::types::{to_sql_checked, Format, IsNull, Kind as PgKind, ToSql, Type};
+use tokio_postgres::{Client, Column, RowStream, SimpleQueryMessage, Statement};
+
+/// Rows per chunk, and bytes after which a chunk is closed early.
+pub const CHUNK_ROWS: usize = 8192;
+pub const CHUNK_BYTES: usize = 8 << 20;
+/// Prepared statements kept per connection.
+pub const STATEMENT_CACHE_SIZE: usize = 256;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub type_oid: u32,
+    pub table_oid: u32,
+    pub column_id: i16,
+    pub type_modifier: i32,
+}
+
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub rows: usize,
+    pub columns: Vec<ColumnChunk>,
+}
+
+/// One statement's result.
+#[derive(Debug, Default)]
+pub struct ResultSet {
+    pub command: Option<String>,
+    pub row_count: Option<u64>,
+    pub fields: Vec<Field>,
+    pub chunks: Vec<Chunk>,
+}
+
+/// A parameter in PostgreSQL's text format; the server infers its type, as with node-postgres.
+#[derive(Debug)]
+struct TextParam<'a>(Option<&'a str>);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            Some(s) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _: &Type) -> Format {
+        Format::Text
+    }
+    to_sql_checked!();
+}
+
+/// OID 0 in Parse: "let the server decide".
+fn unspecified() -> Type {
+    Type::new("unspecified".into(), 0, PgKind::Simple, "pg_catalog".into())
+}
+
+/// Prepared statements of one connection, oldest evicted first.
+#[derive(Default)]
+pub struct StatementCache {
+    map: HashMap<String, Statement>,
+    order: VecDeque<String>,
+}
+
+impl StatementCache {
+    fn get(&self, sql: &str) -> Option<Statement> {
+        self.map.get(sql).cloned()
+    }
+    fn insert(&mut self, sql: &str, stmt: Statement) {
+        if self.map.insert(sql.to_string(), stmt).is_none() {
+            self.order.push_back(sql.to_string());
+            while self.order.len() > STATEMENT_CACHE_SIZE {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+    fn remove(&mut self, sql: &str) {
+        if self.map.remove(sql).is_some() {
+            self.order.retain(|s| s != sql);
+        }
+    }
+}
+
+/// What a connection shares with its queries.
+pub struct Conn {
+    pub client: Client,
+    pub statements: Mutex<StatementCache>,
+    pub decode: DecodeOptions,
+    pub host: String,
+}
+
+fn query_error(e: tokio_postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        return Error::Server(Box::new(crate::connect::server_error(db)));
+    }
+    let text = e.to_string();
+    if e.is_closed() || text.contains("closed") {
+        return Error::ConnectionLost { detail: text };
+    }
+    Error::Protocol { detail: text }
+}
+
+fn fields(columns: &[Column]) -> Vec<Field> {
+    columns
+        .iter()
+        .map(|c| Field {
+            name: c.name().to_string(),
+            type_oid: c.type_().oid(),
+            table_oid: c.table_oid().unwrap_or(0),
+            column_id: c.column_id().unwrap_or(0),
+            type_modifier: c.type_modifier(),
+        })
+        .collect()
+}
+
+/// Runs `sql` with text parameters. Text with several statements and no parameters runs
+/// through the simple protocol, as node-postgres runs it, and yields one result per statement.
+pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+    if params.is_empty() {
+        let statements = split_statements(&sql);
+        if statements.len() > 1 {
+            let commands = statements.iter().map(|s| command_of(s)).collect();
+            return run_simple(&conn.client, &sql, commands).await;
+        }
+    }
+    let cached = conn.statements.lock().expect("statement cache").get(&sql);
+    let result = match cached {
+        Some(stmt) => run_cached(&conn, &sql, &stmt, &params).await,
+        None => run_first(&conn, &sql, &params).await,
+    };
+    match result {
+        // The table under a cached statement changed shape: prepare again, once.
+        Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
+            conn.statements.lock().expect("statement cache").remove(&sql);
+            Ok(vec![run_first(&conn, &sql, &params).await?])
+        }
+        other => other.map(|r| vec![r]),
+    }
+}
+
+fn text_params(params: &[Option<String>]) -> Vec<TextParam<'_>> {
+    params.iter().map(|p| TextParam(p.as_deref())).collect()
+}
+
+async fn run_cached(conn: &Conn, sql: &str, stmt: &Statement, params: &[Option<String>]) -> Result<ResultSet, Error> {
+    if stmt.params().len() != params.len() {
+        return Err(Error::ParameterCount { expected: stmt.params().len(), got: params.len() });
+    }
+    let values = text_params(params);
+    let stream = conn.client.query_raw(stmt, values.iter().map(|v| v as &dyn ToSql)).await.map_err(query_error)?;
+    collect(stream, stmt.columns(), sql, conn.decode).await
+}
+
+async fn run_first(conn: &Conn, sql: &str, params: &[Option<String>]) -> Result<ResultSet, Error> {
+    let types = vec![unspecified(); params.len()];
+    let values = text_params(params);
+    let typed = values.iter().map(|v| (v as &dyn ToSql, unspecified()));
+    // Both requests are written before either answer is read: one round trip.
+    let (prepared, executed) =
+        futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed));
+    match (prepared, executed) {
+        (Ok(stmt), Ok(stream)) => {
+            conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
+            collect(stream, stmt.columns(), sql, conn.decode).await
+        }
+        (Ok(stmt), Err(e)) => {
+            let e = query_error(e);
+            if matches!(&e, Error::Server(s) if s.code == "08P01") && stmt.params().len() != params.len() {
+                return Err(Error::ParameterCount { expected: stmt.params().len(), got: params.len() });
+            }
+            Err(e)
+        }
+        (Err(e), _) => Err(query_error(e)),
+    }
+}
+
+async fn collect(stream: RowStream, columns: &[Column], sql: &str, decode: DecodeOptions) -> Result<ResultSet, Error> {
+    let decoders: Vec<Decoder> = columns.iter().map(|c| Decoder::for_type(c.type_(), decode)).collect();
+    let mut builders: Vec<ColumnBuilder> = decoders.into_iter().map(ColumnBuilder::new).collect();
+    let mut result = ResultSet { fields: fields(columns), ..Default::default() };
+    let mut rows = 0usize;
+    pin_mut!(stream);
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(query_error)?;
+        for (i, b) in builders.iter_mut().enumerate() {
+            let raw: RawValue = row.try_get(i).map_err(|e| Error::Protocol { detail: e.to_string() })?;
+            b.push(raw.0)?;
+        }
+        rows += 1;
+        if rows == CHUNK_ROWS || (rows % 256 == 0 && builders.iter().map(|b| b.size()).sum::<usize>() > CHUNK_BYTES) {
+            result.chunks.push(Chunk { rows, columns: builders.iter_mut().map(|b| b.take()).collect() });
+            rows = 0;
+        }
+    }
+    if rows > 0 || result.chunks.is_empty() {
+        result.chunks.push(Chunk { rows, columns: builders.iter_mut().map(|b| b.take()).collect() });
+    }
+    result.command = command_of(sql);
+    result.row_count = row_count(result.command.as_deref(), stream.rows_affected());
+    Ok(result)
+}
+
+/// The raw bytes of any column.
+struct RawValue<'a>(Option<&'a [u8]>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawValue<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(Some(raw)))
+    }
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(None))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+async fn run_simple(client: &Client, sql: &str, commands: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+    let stream = client.simple_query_raw(sql).await.map_err(query_error)?;
+    pin_mut!(stream);
+    let mut results = Vec::new();
+    let mut current: Option<(ResultSet, Vec<ColumnBuilder>, usize)> = None;
+    while let Some(msg) = stream.next().await {
+        match msg.map_err(query_error)? {
+            SimpleQueryMessage::RowDescription(cols) => {
+                let fields = cols
+                    .iter()
+                    .map(|c| Field { name: c.name().to_string(), type_oid: 0, table_oid: 0, column_id: 0, type_modifier: -1 })
+                    .collect();
+                let builders = cols.iter().map(|_| ColumnBuilder::new(Decoder::Utf8)).collect();
+                current = Some((ResultSet { fields, ..Default::default() }, builders, 0));
+            }
+            SimpleQueryMessage::Row(row) => {
+                if let Some((_, builders, rows)) = current.as_mut() {
+                    for (i, b) in builders.iter_mut().enumerate() {
+                        let v = row.try_get(i).map_err(|e| Error::Protocol { detail: e.to_string() })?;
+                        b.push(v.map(str::as_bytes))?;
+                    }
+                    *rows += 1;
+                }
+            }
+            SimpleQueryMessage::CommandComplete(n) => {
+                let (mut result, mut builders, rows) = current.take().unwrap_or_default();
+                result.chunks.push(Chunk { rows, columns: builders.iter_mut().map(|b| b.take()).collect() });
+                result.command = commands.get(results.len()).cloned().flatten();
+                result.row_count = row_count(result.command.as_deref(), Some(n));
+                results.push(result);
+            }
+            _ => {}
+        }
+    }
+    Ok(results)
+}
+
+fn row_count(command: Option<&str>, affected: Option<u64>) -> Option<u64> {
+    match command {
+        Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY") => affected,
+        _ => None,
+    }
+}
+
+/// Splits SQL text into statements at top-level semicolons, aware of quotes, dollar quotes
+/// and comments. Pieces holding only whitespace or comments are dropped.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let b = sql.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let (mut out, mut start, mut code, mut i) = (Vec::new(), 0usize, false, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !ident(b[i - 2]));
+                i += 1;
+                while i < b.len() {
+                    if escapes && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == b'\'' {
+                        if b.get(i + 1) == Some(&b'\'') {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                code = true;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && !(b[i] == b'"' && b.get(i + 1) != Some(&b'"')) {
+                    i += if b[i] == b'"' { 2 } else { 1 };
+                }
+                code = true;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'$' if i == 0 || !ident(b[i - 1]) => {
+                let tag_end = b[i + 1..].iter().position(|&c| !ident(c)).map(|p| i + 1 + p);
+                match tag_end {
+                    Some(end) if b[end] == b'$' && !b[i + 1..end].first().is_some_and(u8::is_ascii_digit) => {
+                        let tag = &sql[i..=end];
+                        code = true;
+                        match sql[end + 1..].find(tag) {
+                            Some(p) => i = end + 1 + p + tag.len() - 1,
+                            None => i = b.len(),
+                        }
+                    }
+                    _ => code = true,
+                }
+            }
+            b';' => {
+                if code {
+                    out.push(sql[start..i].trim());
+                }
+                start = i + 1;
+                code = false;
+            }
+            c if !c.is_ascii_whitespace() => code = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    if code && start < sql.len() {
+        out.push(sql[start..].trim());
+    }
+    out
+}
+
+/// The first word of a statement's command tag, as node-postgres reports it (`SELECT`,
+/// `INSERT`, `CREATE`, …). tokio-postgres keeps only the row count of the tag, so this reads
+/// the statement itself.
+pub fn command_of(sql: &str) -> Option<String> {
+    let words = top_level_words(sql.trim_start_matches(|c: char| c == '(' || c.is_whitespace()));
+    let first = words.first()?.to_ascii_uppercase();
+    let main = match first.as_str() {
+        "WITH" => words
+            .iter()
+            .skip(1)
+            .map(|w| w.to_ascii_uppercase())
+            .find(|w| matches!(w.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"))
+            .unwrap_or_else(|| "SELECT".into()),
+        _ => first,
+    };
+    Some(match main.as_str() {
+        "VALUES" | "TABLE" => "SELECT".to_string(),
+        _ => main,
+    })
+}
+
+/// Words outside parentheses, quotes and comments (enough to find a statement's verb).
+fn top_level_words(sql: &str) -> Vec<&str> {
+    let b = sql.as_bytes();
+    let (mut words, mut depth, mut i) = (Vec::new(), 0i32, 0usize);
+    while i < b.len() && words.len() < 64 {
+        match b[i] {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i..].find("*/").map_or(b.len(), |p| i + p + 1);
+            }
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() => {
+                let s = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                if depth <= 0 {
+                    words.push(&sql[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_only_top_level_semicolons() {
+        assert_eq!(split_statements("select 1"), vec!["select 1"]);
+        assert_eq!(split_statements("select 1; select 2;"), vec!["select 1", "select 2"]);
+        assert_eq!(split_statements("select ';'; select \"a;b\""), vec!["select ';'", "select \"a;b\""]);
+        assert_eq!(split_statements("select $$a;b$$; select $x$;$x$"), vec!["select $$a;b$$", "select $x$;$x$"]);
+        assert_eq!(split_statements("select E'\\';'; -- c;\n select 2"), vec!["select E'\\';'", "-- c;\n select 2"]);
+        assert_eq!(split_statements("select 1 /* ; /* ; */ ; */"), vec!["select 1 /* ; /* ; */ ; */"]);
+        assert_eq!(split_statements("select $1; ; -- only a comment"), vec!["select $1"]);
+        assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
+        assert!(split_statements("  ; -- nothing").is_empty());
+    }
+
+    #[test]
+    fn commands_as_pg_reports_them() {
+        assert_eq!(command_of("select 1").as_deref(), Some("SELECT"));
+        assert_eq!(command_of("  -- c\n/* x */ insert into t values (1)").as_deref(), Some("INSERT"));
+        assert_eq!(command_of("with a as (select 1) update t set x = 1").as_deref(), Some("UPDATE"));
+        assert_eq!(command_of("WITH RECURSIVE r(n) AS (SELECT 1) SELECT * FROM r").as_deref(), Some("SELECT"));
+        assert_eq!(command_of("values (1)").as_deref(), Some("SELECT"));
+        assert_eq!(command_of("create table t (x int)").as_deref(), Some("CREATE"));
+        assert_eq!(command_of("(select 1)").as_deref(), Some("SELECT"));
+        assert_eq!(command_of(""), None);
+        assert_eq!(row_count(Some("CREATE"), Some(0)), None);
+        assert_eq!(row_count(Some("INSERT"), Some(3)), Some(3));
+    }
+
+    #[test]
+    fn cache_evicts_oldest() {
+        let mut c = StatementCache::default();
+        assert!(c.get("x").is_none());
+        c.remove("x");
+        assert_eq!(c.order.len(), 0);
+    }
+}

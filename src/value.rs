@@ -1,0 +1,732 @@
+//! PostgreSQL values (binary wire format) → columnar chunks that JavaScript turns into rows.
+//!
+//! A column of a chunk is a handful of flat buffers (numbers in an `f64` vector, all text of the
+//! column in one string with UTF-16 offsets, …), so crossing into JavaScript costs a few calls per
+//! column instead of one per value.
+
+use crate::error::Error;
+use postgres_protocol::types as wire;
+use std::fmt::Write;
+use tokio_postgres::types::{Kind as PgKind, Type};
+
+/// How JavaScript materialises a column; the numbers are part of the contract with `index.js`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `numbers[i]`.
+    Number = 0,
+    /// `text.substring(offsets[i], offsets[i + 1])`.
+    Text = 1,
+    /// `numbers[i] !== 0`.
+    Bool = 2,
+    /// `new Date(numbers[i])` (±Infinity for PostgreSQL's infinities).
+    Timestamp = 3,
+    /// `JSON.parse` of the text slice.
+    Json = 4,
+    /// `bytes.subarray(offsets[i], offsets[i + 1])`.
+    Bytes = 5,
+    /// `bigints[i]`.
+    BigInt = 6,
+    /// `JSON.parse` of the text slice, then elements fixed up by `elem`.
+    Array = 7,
+    /// A `timestamp without time zone`: wall-clock time read in the local time zone, as pg does.
+    LocalTimestamp = 8,
+}
+
+/// Per-client decoding choices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeOptions {
+    /// int8 as JavaScript `bigint` instead of a decimal string.
+    pub int8_as_bigint: bool,
+}
+
+/// How one column's values are decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoder {
+    Bool,
+    Int2,
+    Int4,
+    Oid,
+    Int8Text,
+    Int8Big,
+    Float4,
+    Float8,
+    Numeric,
+    Utf8,
+    Char,
+    Uuid,
+    Json,
+    Jsonb,
+    Bytea,
+    Timestamptz,
+    Timestamp,
+    Date,
+    Time,
+    Timetz,
+    Interval,
+    Inet,
+    Macaddr,
+    Bit,
+    Array(Box<Decoder>),
+    /// A type without a known binary form: text when the bytes are UTF-8, else `\x` hex.
+    Fallback,
+}
+
+impl Decoder {
+    pub fn for_type(ty: &Type, opts: DecodeOptions) -> Decoder {
+        match *ty {
+            Type::BOOL => Decoder::Bool,
+            Type::INT2 => Decoder::Int2,
+            Type::INT4 => Decoder::Int4,
+            Type::OID | Type::XID | Type::CID => Decoder::Oid,
+            Type::INT8 if opts.int8_as_bigint => Decoder::Int8Big,
+            Type::INT8 => Decoder::Int8Text,
+            Type::FLOAT4 => Decoder::Float4,
+            Type::FLOAT8 => Decoder::Float8,
+            Type::NUMERIC => Decoder::Numeric,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => Decoder::Utf8,
+            Type::CHAR => Decoder::Char,
+            Type::UUID => Decoder::Uuid,
+            Type::JSON => Decoder::Json,
+            Type::JSONB => Decoder::Jsonb,
+            Type::BYTEA => Decoder::Bytea,
+            Type::TIMESTAMPTZ => Decoder::Timestamptz,
+            Type::TIMESTAMP => Decoder::Timestamp,
+            Type::DATE => Decoder::Date,
+            Type::TIME => Decoder::Time,
+            Type::TIMETZ => Decoder::Timetz,
+            Type::INTERVAL => Decoder::Interval,
+            Type::INET | Type::CIDR => Decoder::Inet,
+            Type::MACADDR | Type::MACADDR8 => Decoder::Macaddr,
+            Type::BIT | Type::VARBIT => Decoder::Bit,
+            _ => match ty.kind() {
+                PgKind::Array(elem) => Decoder::Array(Box::new(Decoder::for_type(elem, opts))),
+                PgKind::Domain(base) => Decoder::for_type(base, opts),
+                PgKind::Enum(_) => Decoder::Utf8,
+                _ if ty.name() == "citext" => Decoder::Utf8,
+                _ => Decoder::Fallback,
+            },
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Decoder::Bool => Kind::Bool,
+            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => Kind::Number,
+            Decoder::Int8Big => Kind::BigInt,
+            Decoder::Json | Decoder::Jsonb => Kind::Json,
+            Decoder::Bytea => Kind::Bytes,
+            Decoder::Timestamptz => Kind::Timestamp,
+            Decoder::Timestamp => Kind::LocalTimestamp,
+            Decoder::Array(_) => Kind::Array,
+            _ => Kind::Text,
+        }
+    }
+
+    /// For arrays: how JavaScript fixes up the parsed elements.
+    pub fn element_kind(&self) -> Option<Kind> {
+        match self {
+            Decoder::Array(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+fn bad(what: &str) -> Error {
+    Error::Protocol { detail: format!("malformed {what} value from the server") }
+}
+
+fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], Error> {
+    raw.try_into().map_err(|_| bad(what))
+}
+
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_MS: f64 = 946_684_800_000.0;
+
+pub fn timestamp_ms(raw: &[u8]) -> Result<f64, Error> {
+    let us = i64::from_be_bytes(fixed(raw, "timestamp")?);
+    Ok(match us {
+        i64::MAX => f64::INFINITY,
+        i64::MIN => f64::NEG_INFINITY,
+        us => us.div_euclid(1000) as f64 + PG_EPOCH_MS,
+    })
+}
+
+fn float(raw: &[u8], d: &Decoder) -> Result<f64, Error> {
+    Ok(match d {
+        Decoder::Int2 => i16::from_be_bytes(fixed(raw, "int2")?) as f64,
+        Decoder::Int4 => i32::from_be_bytes(fixed(raw, "int4")?) as f64,
+        Decoder::Oid => u32::from_be_bytes(fixed(raw, "oid")?) as f64,
+        Decoder::Float4 => f32::from_be_bytes(fixed(raw, "float4")?) as f64,
+        Decoder::Float8 => f64::from_be_bytes(fixed(raw, "float8")?),
+        _ => unreachable!("not a number decoder"),
+    })
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+pub fn write_date(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    let days = i32::from_be_bytes(fixed(raw, "date")?);
+    match days {
+        i32::MAX => out.push_str("infinity"),
+        i32::MIN => out.push_str("-infinity"),
+        d => {
+            let (y, m, day) = civil_from_days(d as i64 + 10_957);
+            if y > 0 {
+                let _ = write!(out, "{y:04}-{m:02}-{day:02}");
+            } else {
+                let _ = write!(out, "{:04}-{m:02}-{day:02} BC", 1 - y);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `HH:MM:SS[.ffffff]` with trailing zeros of the fraction dropped, as PostgreSQL prints it.
+fn write_clock(out: &mut String, us: i64) {
+    let us = us.unsigned_abs();
+    let (h, rest) = (us / 3_600_000_000, us % 3_600_000_000);
+    let (m, rest) = (rest / 60_000_000, rest % 60_000_000);
+    let (s, frac) = (rest / 1_000_000, rest % 1_000_000);
+    let _ = write!(out, "{h:02}:{m:02}:{s:02}");
+    write_fraction(out, frac);
+}
+
+fn write_fraction(out: &mut String, frac: u64) {
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+}
+
+pub fn write_time(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    write_clock(out, i64::from_be_bytes(fixed(raw, "time")?));
+    Ok(())
+}
+
+pub fn write_timetz(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    let raw: [u8; 12] = fixed(raw, "timetz")?;
+    let us = i64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
+    // PostgreSQL stores the offset in seconds west of UTC.
+    let west = i32::from_be_bytes(raw[8..].try_into().expect("4 bytes"));
+    write_clock(out, us);
+    let east = -(west as i64);
+    let (sign, a) = if east < 0 { ('-', -east) } else { ('+', east) };
+    let _ = write!(out, "{sign}{:02}", a / 3600);
+    if a % 3600 != 0 {
+        let _ = write!(out, ":{:02}", (a % 3600) / 60);
+        if a % 60 != 0 {
+            let _ = write!(out, ":{:02}", a % 60);
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL's default (`IntervalStyle = postgres`) text form.
+pub fn write_interval(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    let raw: [u8; 16] = fixed(raw, "interval")?;
+    let time = i64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
+    let days = i32::from_be_bytes(raw[8..12].try_into().expect("4 bytes")) as i64;
+    let months = i32::from_be_bytes(raw[12..].try_into().expect("4 bytes")) as i64;
+    let (mut is_zero, mut is_before) = (true, false);
+    for (value, unit) in [(months / 12, "year"), (months % 12, "mon"), (days, "day")] {
+        if value == 0 {
+            continue;
+        }
+        let sep = if is_zero { "" } else { " " };
+        let plus = if is_before && value > 0 { "+" } else { "" };
+        let plural = if value != 1 { "s" } else { "" };
+        let _ = write!(out, "{sep}{plus}{value} {unit}{plural}");
+        is_before = value < 0;
+        is_zero = false;
+    }
+    if is_zero || time != 0 {
+        let sign = if time < 0 {
+            "-"
+        } else if is_before {
+            "+"
+        } else {
+            ""
+        };
+        out.push_str(if is_zero { "" } else { " " });
+        out.push_str(sign);
+        write_clock(out, time);
+    }
+    Ok(())
+}
+
+pub fn write_numeric(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    if raw.len() < 8 || (raw.len() - 8) % 2 != 0 {
+        return Err(bad("numeric"));
+    }
+    let be16 = |i: usize| u16::from_be_bytes([raw[i], raw[i + 1]]);
+    let ndigits = be16(0) as usize;
+    let weight = be16(2) as i16 as i64;
+    let sign = be16(4);
+    let dscale = be16(6) as usize;
+    if raw.len() != 8 + 2 * ndigits {
+        return Err(bad("numeric"));
+    }
+    match sign {
+        0xC000 => return Ok(out.push_str("NaN")),
+        0xD000 => return Ok(out.push_str("Infinity")),
+        0xF000 => return Ok(out.push_str("-Infinity")),
+        0x0000 | 0x4000 => {}
+        _ => return Err(bad("numeric")),
+    }
+    let digit = |i: i64| -> u16 {
+        if i >= 0 && (i as usize) < ndigits {
+            be16(8 + 2 * i as usize)
+        } else {
+            0
+        }
+    };
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        for i in 0..=weight {
+            let _ = if i == 0 { write!(out, "{}", digit(i)) } else { write!(out, "{:04}", digit(i)) };
+        }
+    }
+    if dscale > 0 {
+        out.push('.');
+        let start = out.len();
+        let mut i = weight + 1;
+        while out.len() - start < dscale {
+            let _ = write!(out, "{:04}", digit(i));
+            i += 1;
+        }
+        out.truncate(start + dscale);
+    }
+    Ok(())
+}
+
+pub fn write_uuid(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    let b: [u8; 16] = fixed(raw, "uuid")?;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let _ = write!(out, "{byte:02x}");
+    }
+    Ok(())
+}
+
+fn write_inet(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    if raw.len() < 4 {
+        return Err(bad("inet"));
+    }
+    let (family, bits, is_cidr, len) = (raw[0], raw[1], raw[2] != 0, raw[3] as usize);
+    let addr = &raw[4..];
+    if addr.len() != len {
+        return Err(bad("inet"));
+    }
+    let max = match (family, len) {
+        (2, 4) => {
+            let _ = write!(out, "{}", std::net::Ipv4Addr::from(fixed::<4>(addr, "inet")?));
+            32
+        }
+        (3, 16) => {
+            let _ = write!(out, "{}", std::net::Ipv6Addr::from(fixed::<16>(addr, "inet")?));
+            128
+        }
+        _ => return Err(bad("inet")),
+    };
+    if is_cidr || bits != max {
+        let _ = write!(out, "/{bits}");
+    }
+    Ok(())
+}
+
+fn write_bits(out: &mut String, raw: &[u8]) -> Result<(), Error> {
+    if raw.len() < 4 {
+        return Err(bad("bit"));
+    }
+    let n = i32::from_be_bytes(fixed(&raw[..4], "bit")?).max(0) as usize;
+    let data = &raw[4..];
+    if data.len() * 8 < n {
+        return Err(bad("bit"));
+    }
+    for i in 0..n {
+        out.push(if data[i / 8] & (0x80 >> (i % 8)) != 0 { '1' } else { '0' });
+    }
+    Ok(())
+}
+
+fn write_hex(out: &mut String, raw: &[u8]) {
+    out.reserve(raw.len() * 2);
+    for b in raw {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+fn utf8<'a>(raw: &'a [u8], what: &str) -> Result<&'a str, Error> {
+    std::str::from_utf8(raw).map_err(|_| bad(what))
+}
+
+/// Appends the text form of a value whose column kind is `Text`.
+pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error> {
+    match d {
+        Decoder::Utf8 => out.push_str(utf8(raw, "text")?),
+        Decoder::Char => out.push_str(&String::from_utf8_lossy(raw)),
+        Decoder::Int8Text => {
+            let _ = write!(out, "{}", i64::from_be_bytes(fixed(raw, "int8")?));
+        }
+        Decoder::Numeric => write_numeric(out, raw)?,
+        Decoder::Uuid => write_uuid(out, raw)?,
+        Decoder::Date => write_date(out, raw)?,
+        Decoder::Time => write_time(out, raw)?,
+        Decoder::Timetz => write_timetz(out, raw)?,
+        Decoder::Interval => write_interval(out, raw)?,
+        Decoder::Inet => write_inet(out, raw)?,
+        Decoder::Macaddr => {
+            for (i, b) in raw.iter().enumerate() {
+                if i > 0 {
+                    out.push(':');
+                }
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+        Decoder::Bit => write_bits(out, raw)?,
+        Decoder::Fallback => match std::str::from_utf8(raw) {
+            Ok(s) => out.push_str(s),
+            Err(_) => {
+                out.push_str("\\x");
+                write_hex(out, raw);
+            }
+        },
+        _ => unreachable!("not a text decoder: {d:?}"),
+    }
+    Ok(())
+}
+
+fn json_text<'a>(d: &Decoder, raw: &'a [u8]) -> Result<&'a str, Error> {
+    match d {
+        Decoder::Jsonb => match raw.split_first() {
+            Some((1, rest)) => utf8(rest, "jsonb"),
+            _ => Err(bad("jsonb")),
+        },
+        _ => utf8(raw, "json"),
+    }
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json_number(out: &mut String, n: f64) {
+    if n.is_finite() {
+        let _ = write!(out, "{n}");
+    } else {
+        // JSON has no NaN or Infinity: JavaScript turns these strings back into numbers.
+        out.push_str(if n.is_nan() { "\"NaN\"" } else if n > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
+    }
+}
+
+/// Appends one array element as JSON.
+fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
+    match d.kind() {
+        Kind::Number => json_number(out, float(raw, d)?),
+        Kind::Bool => out.push_str(if raw.first().copied().unwrap_or(0) != 0 { "true" } else { "false" }),
+        Kind::Timestamp | Kind::LocalTimestamp => json_number(out, timestamp_ms(raw)?),
+        Kind::Json => out.push_str(json_text(d, raw)?),
+        Kind::Bytes => {
+            out.push('"');
+            write_hex(out, raw);
+            out.push('"');
+        }
+        Kind::BigInt => {
+            let _ = write!(out, "\"{}\"", i64::from_be_bytes(fixed(raw, "int8")?));
+        }
+        Kind::Array => write_array_json(out, d.element_kind().map(|_| d).expect("array"), raw, scratch)?,
+        Kind::Text => {
+            scratch.clear();
+            write_text(scratch, d, raw)?;
+            json_string(out, scratch);
+        }
+    }
+    Ok(())
+}
+
+/// A PostgreSQL array (any number of dimensions) as nested JSON arrays.
+pub fn write_array_json(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
+    let Decoder::Array(elem) = d else { unreachable!("not an array decoder") };
+    let array = wire::array_from_sql(raw).map_err(|_| bad("array"))?;
+    let dims: Vec<usize> = {
+        use fallible_iterator::FallibleIterator;
+        array.dimensions().map(|d| Ok(d.len.max(0) as usize)).collect().map_err(|_| bad("array"))?
+    };
+    if dims.is_empty() {
+        out.push_str("[]");
+        return Ok(());
+    }
+    let mut values = array.values();
+    write_dimension(out, elem, &dims, &mut values, scratch)
+}
+
+fn write_dimension(
+    out: &mut String,
+    elem: &Decoder,
+    dims: &[usize],
+    values: &mut wire::ArrayValues<'_>,
+    scratch: &mut String,
+) -> Result<(), Error> {
+    use fallible_iterator::FallibleIterator;
+    out.push('[');
+    for i in 0..dims[0] {
+        if i > 0 {
+            out.push(',');
+        }
+        if dims.len() > 1 {
+            write_dimension(out, elem, &dims[1..], values, scratch)?;
+        } else {
+            match values.next().map_err(|_| bad("array"))? {
+                Some(Some(raw)) => write_json_element(out, elem, raw, scratch)?,
+                Some(None) => out.push_str("null"),
+                None => return Err(bad("array")),
+            }
+        }
+    }
+    out.push(']');
+    Ok(())
+}
+
+/// One finished column of a chunk. Only the buffers its kind uses are filled.
+#[derive(Debug, Default)]
+pub struct ColumnChunk {
+    pub kind: Option<Kind>,
+    pub element: Option<Kind>,
+    /// 1 where the value is NULL; absent when the chunk has no NULL in this column.
+    pub nulls: Option<Vec<u8>>,
+    pub numbers: Vec<f64>,
+    pub bigints: Vec<i64>,
+    pub text: String,
+    /// UTF-16 offsets into `text` (or byte offsets into `bytes`), one more than there are rows.
+    pub offsets: Vec<u32>,
+    pub bytes: Vec<u8>,
+}
+
+/// Accumulates one column of a chunk.
+pub struct ColumnBuilder {
+    decoder: Decoder,
+    out: ColumnChunk,
+    rows: usize,
+    utf16_len: u32,
+    scratch: String,
+}
+
+impl ColumnBuilder {
+    pub fn new(decoder: Decoder) -> ColumnBuilder {
+        let mut out = ColumnChunk { kind: Some(decoder.kind()), element: decoder.element_kind(), ..Default::default() };
+        if matches!(decoder.kind(), Kind::Text | Kind::Json | Kind::Array | Kind::Bytes) {
+            out.offsets.push(0);
+        }
+        ColumnBuilder { decoder, out, rows: 0, utf16_len: 0, scratch: String::new() }
+    }
+
+    /// Bytes held so far (to bound a chunk's size).
+    pub fn size(&self) -> usize {
+        self.out.text.len() + self.out.bytes.len() + 8 * (self.out.numbers.len() + self.out.bigints.len())
+    }
+
+    pub fn push(&mut self, raw: Option<&[u8]>) -> Result<(), Error> {
+        let kind = self.decoder.kind();
+        match raw {
+            None => {
+                self.out.nulls.get_or_insert_with(|| vec![0; self.rows]).push(1);
+                match kind {
+                    Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(0.0),
+                    Kind::BigInt => self.out.bigints.push(0),
+                    Kind::Bytes => self.out.offsets.push(self.out.bytes.len() as u32),
+                    Kind::Text | Kind::Json | Kind::Array => self.out.offsets.push(self.utf16_len),
+                }
+            }
+            Some(raw) => {
+                if let Some(n) = self.out.nulls.as_mut() {
+                    n.push(0);
+                }
+                match kind {
+                    Kind::Number => self.out.numbers.push(float(raw, &self.decoder)?),
+                    Kind::Bool => self.out.numbers.push(if raw.first().copied().unwrap_or(0) != 0 { 1.0 } else { 0.0 }),
+                    Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(timestamp_ms(raw)?),
+                    Kind::BigInt => self.out.bigints.push(i64::from_be_bytes(fixed(raw, "int8")?)),
+                    Kind::Bytes => {
+                        self.out.bytes.extend_from_slice(raw);
+                        let end = u32::try_from(self.out.bytes.len()).map_err(|_| bad("bytea (chunk too large)"))?;
+                        self.out.offsets.push(end);
+                    }
+                    Kind::Text | Kind::Json | Kind::Array => {
+                        let start = self.out.text.len();
+                        match kind {
+                            Kind::Text => write_text(&mut self.out.text, &self.decoder, raw)?,
+                            Kind::Json => self.out.text.push_str(json_text(&self.decoder, raw)?),
+                            _ => write_array_json(&mut self.out.text, &self.decoder, raw, &mut self.scratch)?,
+                        }
+                        let added = &self.out.text[start..];
+                        let units = if added.is_ascii() { added.len() } else { added.encode_utf16().count() };
+                        self.utf16_len = u32::try_from(self.utf16_len as usize + units)
+                            .map_err(|_| bad("text (chunk too large)"))?;
+                        self.out.offsets.push(self.utf16_len);
+                    }
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Hands over the chunk so far and starts an empty one.
+    pub fn take(&mut self) -> ColumnChunk {
+        let fresh = ColumnBuilder::new(self.decoder.clone());
+        let old = std::mem::replace(self, fresh);
+        old.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(d: Decoder, raw: &[u8]) -> String {
+        let mut s = String::new();
+        write_text(&mut s, &d, raw).unwrap();
+        s
+    }
+
+    fn numeric(ndigits: u16, weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [ndigits, weight as u16, sign, dscale].iter().chain(digits) {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn numerics() {
+        assert_eq!(text(Decoder::Numeric, &numeric(2, 0, 0, 2, &[123, 4500])), "123.45");
+        assert_eq!(text(Decoder::Numeric, &numeric(1, -1, 0x4000, 3, &[5])), "-0.000");
+        assert_eq!(text(Decoder::Numeric, &numeric(1, -2, 0, 8, &[12])), "0.00000012");
+        assert_eq!(text(Decoder::Numeric, &numeric(1, 1, 0, 0, &[1])), "10000");
+        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0, 0, &[])), "0");
+        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0xC000, 0, &[])), "NaN");
+        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0xF000, 0, &[])), "-Infinity");
+        assert!(write_numeric(&mut String::new(), &[0, 1]).is_err());
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert_eq!(text(Decoder::Date, &0i32.to_be_bytes()), "2000-01-01");
+        assert_eq!(text(Decoder::Date, &(-10_957i32).to_be_bytes()), "1970-01-01");
+        assert_eq!(text(Decoder::Date, &8_825i32.to_be_bytes()), "2024-02-29");
+        assert_eq!(text(Decoder::Date, &i32::MAX.to_be_bytes()), "infinity");
+        // 0001-12-31 BC is the day before 0001-01-01 (day -730119 from 2000-01-01).
+        assert_eq!(text(Decoder::Date, &(-730_119i32).to_be_bytes()), "0001-01-01");
+        assert_eq!(text(Decoder::Date, &(-730_120i32).to_be_bytes()), "0001-12-31 BC");
+        let t = (13 * 3600 + 4 * 60 + 5) as i64 * 1_000_000 + 500_000;
+        assert_eq!(text(Decoder::Time, &t.to_be_bytes()), "13:04:05.5");
+        let mut tz = t.to_be_bytes().to_vec();
+        tz.extend_from_slice(&(-19_800i32).to_be_bytes()); // +05:30
+        assert_eq!(text(Decoder::Timetz, &tz), "13:04:05.5+05:30");
+        assert_eq!(timestamp_ms(&0i64.to_be_bytes()).unwrap(), 946_684_800_000.0);
+        assert_eq!(timestamp_ms(&(-1i64).to_be_bytes()).unwrap(), 946_684_799_999.0);
+        assert_eq!(timestamp_ms(&i64::MAX.to_be_bytes()).unwrap(), f64::INFINITY);
+    }
+
+    fn interval(us: i64, days: i32, months: i32) -> String {
+        let mut v = us.to_be_bytes().to_vec();
+        v.extend_from_slice(&days.to_be_bytes());
+        v.extend_from_slice(&months.to_be_bytes());
+        text(Decoder::Interval, &v)
+    }
+
+    #[test]
+    fn intervals_as_postgres_prints_them() {
+        assert_eq!(interval(0, 0, 0), "00:00:00");
+        assert_eq!(interval(3_723_000_000, 3, 14), "1 year 2 mons 3 days 01:02:03");
+        assert_eq!(interval(0, 1, 1), "1 mon 1 day");
+        assert_eq!(interval(-1_000_000, 0, 0), "-00:00:01");
+        assert_eq!(interval(1_500_000, -2, 0), "-2 days +00:00:01.5");
+        assert_eq!(interval(0, 0, -13), "-1 years -1 mons");
+    }
+
+    #[test]
+    fn uuids_inet_bits() {
+        let u: Vec<u8> = (0u8..16).collect();
+        assert_eq!(text(Decoder::Uuid, &u), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        assert_eq!(text(Decoder::Inet, &[2, 32, 0, 4, 10, 0, 0, 1]), "10.0.0.1");
+        assert_eq!(text(Decoder::Inet, &[2, 24, 1, 4, 10, 0, 0, 0]), "10.0.0.0/24");
+        let mut v6 = vec![3, 128, 0, 16];
+        v6.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+        assert_eq!(text(Decoder::Inet, &v6), "::1");
+        assert_eq!(text(Decoder::Bit, &[0, 0, 0, 5, 0b1010_1000]), "10101");
+        assert_eq!(text(Decoder::Fallback, b"plain"), "plain");
+        assert_eq!(text(Decoder::Fallback, &[0xff, 0x00]), "\\xff00");
+    }
+
+    #[test]
+    fn columns_track_utf16_offsets_and_nulls() {
+        let mut b = ColumnBuilder::new(Decoder::Utf8);
+        b.push(Some("a".as_bytes())).unwrap();
+        b.push(None).unwrap();
+        b.push(Some("é😀".as_bytes())).unwrap();
+        let c = b.take();
+        assert_eq!(c.kind, Some(Kind::Text));
+        assert_eq!(c.text, "aé😀");
+        assert_eq!(c.offsets, vec![0, 1, 1, 4]);
+        assert_eq!(c.nulls, Some(vec![0, 1, 0]));
+        let mut n = ColumnBuilder::new(Decoder::Int4);
+        n.push(Some(&7i32.to_be_bytes())).unwrap();
+        let c = n.take();
+        assert_eq!(c.numbers, vec![7.0]);
+        assert!(c.nulls.is_none());
+        assert!(n.take().numbers.is_empty());
+    }
+
+    #[test]
+    fn arrays_become_json() {
+        let mut buf = bytes::BytesMut::new();
+        wire::array_to_sql(
+            [wire::ArrayDimension { len: 2, lower_bound: 1 }, wire::ArrayDimension { len: 2, lower_bound: 1 }],
+            25,
+            ["a", "b\"", "ü", ""].iter().map(|s| s.as_bytes()),
+            |e, buf| {
+                buf.extend_from_slice(e);
+                Ok(postgres_protocol::IsNull::No)
+            },
+            &mut buf,
+        )
+        .unwrap();
+        let mut out = String::new();
+        write_array_json(&mut out, &Decoder::Array(Box::new(Decoder::Utf8)), &buf, &mut String::new()).unwrap();
+        assert_eq!(out, r#"[["a","b\""],["ü",""]]"#);
+    }
+}
