@@ -38,9 +38,15 @@ pub async fn connect(config: &Config, tls: &ClientConfig) -> Result<Session, Err
         }
         // The value of host is the TLS name (SNI and verification); TCP already went to hostaddr.
         let mut make = MakeRustlsConnect::new(tls.clone());
-        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
-            .unwrap_or_else(|never| match never {});
-        let (client, connection) = pg.connect_raw(stream, connector).await.map_err(|e| classify(e, config, true))?;
+        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
+            &mut make,
+            &config.host,
+        )
+        .unwrap_or_else(|never| match never {});
+        let (client, connection) = pg
+            .connect_raw(stream, connector)
+            .await
+            .map_err(|e| classify(e, config, true))?;
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -48,9 +54,14 @@ pub async fn connect(config: &Config, tls: &ClientConfig) -> Result<Session, Err
     };
     match config.connect_timeout {
         // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
-        Some(after) => tokio::time::timeout(after, work)
-            .await
-            .map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?,
+        Some(after) => {
+            tokio::time::timeout(after, work)
+                .await
+                .map_err(|_| Error::ConnectTimeout {
+                    addr: config.dial_target(),
+                    after,
+                })?
+        }
         None => work.await,
     }
 }
@@ -68,7 +79,9 @@ async fn dial(config: &Config) -> Result<TcpStream, Error> {
             Ok(stream) => {
                 stream.set_nodelay(true).ok();
                 let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-                socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive).ok();
+                socket2::SockRef::from(&stream)
+                    .set_tcp_keepalive(&keepalive)
+                    .ok();
                 return Ok(stream);
             }
             Err(e) => last = Some(e),
@@ -83,7 +96,10 @@ async fn dial(config: &Config) -> Result<TcpStream, Error> {
 async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let found = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|source| Error::Resolve { host: host.to_string(), source })?;
+        .map_err(|source| Error::Resolve {
+            host: host.to_string(),
+            source,
+        })?;
     Ok(found.collect())
 }
 
@@ -91,7 +107,9 @@ pub fn server_error(db: &tokio_postgres::error::DbError) -> ServerError {
     use tokio_postgres::error::ErrorPosition;
     let (position, internal_position, internal_query) = match db.position() {
         Some(ErrorPosition::Original(p)) => (Some(*p), None, None),
-        Some(ErrorPosition::Internal { position, query }) => (None, Some(*position), Some(query.clone())),
+        Some(ErrorPosition::Internal { position, query }) => {
+            (None, Some(*position), Some(query.clone()))
+        }
         None => (None, None, None),
     };
     let own = |s: Option<&str>| s.map(str::to_string);
@@ -123,8 +141,12 @@ fn tls_failure(e: &rustls::Error) -> TlsFailure {
                 TlsFailure::NameMismatch
             }
             CertificateError::UnknownIssuer => TlsFailure::UnknownCa,
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsFailure::Expired,
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => TlsFailure::NotYetValid,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                TlsFailure::Expired
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                TlsFailure::NotYetValid
+            }
             _ => TlsFailure::Handshake,
         },
         _ => TlsFailure::Handshake,
@@ -135,9 +157,15 @@ fn tls_failure(e: &rustls::Error) -> TlsFailure {
 pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> Error {
     if let Some(db) = e.as_db_error() {
         let server = Box::new(server_error(db));
-        let refused_sni = server.code == "08P01" && server.message.to_ascii_lowercase().contains("sni");
+        // DSQL's front door names the SNI (missing) or the cluster (unknown) when it refuses.
+        let message = server.message.to_ascii_lowercase();
+        let refused_sni =
+            server.code == "08P01" && (message.contains("sni") || message.contains("cluster"));
         return if connecting && refused_sni {
-            Error::SniRefused { host: config.host.clone(), server }
+            Error::SniRefused {
+                host: config.host.clone(),
+                server,
+            }
         } else {
             Error::Server(server)
         };
@@ -147,25 +175,41 @@ pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> 
     while let Some(err) = cur {
         chain.push(err.to_string());
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Error::Tls { failure: tls_failure(tls), host: config.host.clone(), detail: tls.to_string() };
+            return Error::Tls {
+                failure: tls_failure(tls),
+                host: config.host.clone(),
+                detail: tls.to_string(),
+            };
         }
         if let Some(io) = err.downcast_ref::<io::Error>() {
             // io::Error::source() skips the error it wraps; rustls's error sits right there.
             if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Error::Tls { failure: tls_failure(tls), host: config.host.clone(), detail: tls.to_string() };
+                return Error::Tls {
+                    failure: tls_failure(tls),
+                    host: config.host.clone(),
+                    detail: tls.to_string(),
+                };
             }
         }
         cur = err.source();
     }
     let text = chain.join(": ");
     if text.contains("server does not support TLS") {
-        return Error::Tls { failure: TlsFailure::Refused, host: config.host.clone(), detail: text };
+        return Error::Tls {
+            failure: TlsFailure::Refused,
+            host: config.host.clone(),
+            detail: text,
+        };
     }
     if text.contains("password missing") {
         return Error::PasswordMissing;
     }
     if connecting && text.contains("tls") {
-        return Error::Tls { failure: TlsFailure::Handshake, host: config.host.clone(), detail: text };
+        return Error::Tls {
+            failure: TlsFailure::Handshake,
+            host: config.host.clone(),
+            detail: text,
+        };
     }
     if e.is_closed() || connecting || text.contains("connection closed") {
         let detail = if connecting {

@@ -48,11 +48,18 @@ pub enum Error {
     /// The TCP connection to the tunnel (or host) failed.
     Connect { addr: String, source: io::Error },
     /// The TLS handshake failed or the server's certificate was rejected.
-    Tls { failure: TlsFailure, host: String, detail: String },
+    Tls {
+        failure: TlsFailure,
+        host: String,
+        detail: String,
+    },
     /// TCP, TLS and authentication did not finish within the connect timeout.
     ConnectTimeout { addr: String, after: Duration },
     /// DSQL's front door refused the connection because no (or a foreign) SNI arrived.
-    SniRefused { host: String, server: Box<ServerError> },
+    SniRefused {
+        host: String,
+        server: Box<ServerError>,
+    },
     /// The server asked for a password and none was configured.
     PasswordMissing,
     /// An error the server sent.
@@ -73,7 +80,10 @@ pub enum Error {
 
 impl Error {
     pub fn config(setting: &str, message: impl Into<String>) -> Error {
-        Error::Config { setting: setting.to_string(), message: message.into() }
+        Error::Config {
+            setting: setting.to_string(),
+            message: message.into(),
+        }
     }
 
     /// The stable code JavaScript sees.
@@ -257,10 +267,16 @@ mod tests {
     #[test]
     fn socket_errors_use_node_errno_names() {
         let refused = io::Error::from_raw_os_error(111);
-        let e = Error::Connect { addr: "127.0.0.1:5432".into(), source: refused };
+        let e = Error::Connect {
+            addr: "127.0.0.1:5432".into(),
+            source: refused,
+        };
         assert_eq!(e.code(), "ECONNREFUSED");
         let msg = e.to_string();
-        assert!(msg.contains("127.0.0.1:5432") && msg.contains("tunnel"), "{msg}");
+        assert!(
+            msg.contains("127.0.0.1:5432") && msg.contains("tunnel"),
+            "{msg}"
+        );
         assert!(msg.contains("nc -zv 127.0.0.1 5432"), "{msg}");
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert_eq!(errno_name(&reset), "ECONNRESET");
@@ -268,7 +284,10 @@ mod tests {
 
     #[test]
     fn server_errors_keep_their_sqlstate() {
-        let e = Error::Server(Box::new(ServerError { code: "42601".into(), ..Default::default() }));
+        let e = Error::Server(Box::new(ServerError {
+            code: "42601".into(),
+            ..Default::default()
+        }));
         assert_eq!(e.code(), "42601");
         assert!(e.server().is_some());
         assert_eq!(Error::Closed.code(), "CLIENT_CLOSED");

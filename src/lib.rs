@@ -23,4 +23,4 @@ pub mod query;
 pub mod tls;
 pub mod value;
 
-mod napi;
+pub mod napi;

@@ -48,7 +48,11 @@ pub struct ResultSet {
 struct TextParam<'a>(Option<&'a str>);
 
 impl ToSql for TextParam<'_> {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self.0 {
             Some(s) => {
                 out.extend_from_slice(s.as_bytes());
@@ -133,7 +137,11 @@ fn fields(columns: &[Column]) -> Vec<Field> {
 
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
-pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+pub async fn run(
+    conn: Arc<Conn>,
+    sql: String,
+    params: Vec<Option<String>>,
+) -> Result<Vec<ResultSet>, Error> {
     if params.is_empty() {
         let statements = split_statements(&sql);
         if statements.len() > 1 {
@@ -149,7 +157,10 @@ pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> R
     match result {
         // The table under a cached statement changed shape: prepare again, once.
         Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
-            conn.statements.lock().expect("statement cache").remove(&sql);
+            conn.statements
+                .lock()
+                .expect("statement cache")
+                .remove(&sql);
             Ok(vec![run_first(&conn, &sql, &params).await?])
         }
         other => other.map(|r| vec![r]),
@@ -160,12 +171,24 @@ fn text_params(params: &[Option<String>]) -> Vec<TextParam<'_>> {
     params.iter().map(|p| TextParam(p.as_deref())).collect()
 }
 
-async fn run_cached(conn: &Conn, sql: &str, stmt: &Statement, params: &[Option<String>]) -> Result<ResultSet, Error> {
+async fn run_cached(
+    conn: &Conn,
+    sql: &str,
+    stmt: &Statement,
+    params: &[Option<String>],
+) -> Result<ResultSet, Error> {
     if stmt.params().len() != params.len() {
-        return Err(Error::ParameterCount { expected: stmt.params().len(), got: params.len() });
+        return Err(Error::ParameterCount {
+            expected: stmt.params().len(),
+            got: params.len(),
+        });
     }
     let values = text_params(params);
-    let stream = conn.client.query_raw(stmt, values.iter().map(|v| v as &dyn ToSql)).await.map_err(query_error)?;
+    let stream = conn
+        .client
+        .query_raw(stmt, values.iter().map(|v| v as &dyn ToSql))
+        .await
+        .map_err(query_error)?;
     collect(stream, stmt.columns(), sql, conn.decode).await
 }
 
@@ -174,17 +197,27 @@ async fn run_first(conn: &Conn, sql: &str, params: &[Option<String>]) -> Result<
     let values = text_params(params);
     let typed = values.iter().map(|v| (v as &dyn ToSql, unspecified()));
     // Both requests are written before either answer is read: one round trip.
-    let (prepared, executed) =
-        futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed));
+    let (prepared, executed) = futures_util::join!(
+        conn.client.prepare_typed(sql, &types),
+        conn.client.query_typed_raw(sql, typed)
+    );
     match (prepared, executed) {
         (Ok(stmt), Ok(stream)) => {
-            conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
+            conn.statements
+                .lock()
+                .expect("statement cache")
+                .insert(sql, stmt.clone());
             collect(stream, stmt.columns(), sql, conn.decode).await
         }
         (Ok(stmt), Err(e)) => {
             let e = query_error(e);
-            if matches!(&e, Error::Server(s) if s.code == "08P01") && stmt.params().len() != params.len() {
-                return Err(Error::ParameterCount { expected: stmt.params().len(), got: params.len() });
+            if matches!(&e, Error::Server(s) if s.code == "08P01")
+                && stmt.params().len() != params.len()
+            {
+                return Err(Error::ParameterCount {
+                    expected: stmt.params().len(),
+                    got: params.len(),
+                });
             }
             Err(e)
         }
@@ -192,26 +225,48 @@ async fn run_first(conn: &Conn, sql: &str, params: &[Option<String>]) -> Result<
     }
 }
 
-async fn collect(stream: RowStream, columns: &[Column], sql: &str, decode: DecodeOptions) -> Result<ResultSet, Error> {
-    let decoders: Vec<Decoder> = columns.iter().map(|c| Decoder::for_type(c.type_(), decode)).collect();
+async fn collect(
+    stream: RowStream,
+    columns: &[Column],
+    sql: &str,
+    decode: DecodeOptions,
+) -> Result<ResultSet, Error> {
+    let decoders: Vec<Decoder> = columns
+        .iter()
+        .map(|c| Decoder::for_type(c.type_(), decode))
+        .collect();
     let mut builders: Vec<ColumnBuilder> = decoders.into_iter().map(ColumnBuilder::new).collect();
-    let mut result = ResultSet { fields: fields(columns), ..Default::default() };
+    let mut result = ResultSet {
+        fields: fields(columns),
+        ..Default::default()
+    };
     let mut rows = 0usize;
     pin_mut!(stream);
     while let Some(row) = stream.next().await {
         let row = row.map_err(query_error)?;
         for (i, b) in builders.iter_mut().enumerate() {
-            let raw: RawValue = row.try_get(i).map_err(|e| Error::Protocol { detail: e.to_string() })?;
+            let raw: RawValue = row.try_get(i).map_err(|e| Error::Protocol {
+                detail: e.to_string(),
+            })?;
             b.push(raw.0)?;
         }
         rows += 1;
-        if rows == CHUNK_ROWS || (rows % 256 == 0 && builders.iter().map(|b| b.size()).sum::<usize>() > CHUNK_BYTES) {
-            result.chunks.push(Chunk { rows, columns: builders.iter_mut().map(|b| b.take()).collect() });
+        if rows == CHUNK_ROWS
+            || (rows.is_multiple_of(256)
+                && builders.iter().map(|b| b.size()).sum::<usize>() > CHUNK_BYTES)
+        {
+            result.chunks.push(Chunk {
+                rows,
+                columns: builders.iter_mut().map(|b| b.take()).collect(),
+            });
             rows = 0;
         }
     }
     if rows > 0 || result.chunks.is_empty() {
-        result.chunks.push(Chunk { rows, columns: builders.iter_mut().map(|b| b.take()).collect() });
+        result.chunks.push(Chunk {
+            rows,
+            columns: builders.iter_mut().map(|b| b.take()).collect(),
+        });
     }
     result.command = command_of(sql);
     result.row_count = row_count(result.command.as_deref(), stream.rows_affected());
@@ -233,7 +288,11 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue<'a> {
     }
 }
 
-async fn run_simple(client: &Client, sql: &str, commands: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+async fn run_simple(
+    client: &Client,
+    sql: &str,
+    commands: Vec<Option<String>>,
+) -> Result<Vec<ResultSet>, Error> {
     let stream = client.simple_query_raw(sql).await.map_err(query_error)?;
     pin_mut!(stream);
     let mut results = Vec::new();
@@ -243,15 +302,33 @@ async fn run_simple(client: &Client, sql: &str, commands: Vec<Option<String>>) -
             SimpleQueryMessage::RowDescription(cols) => {
                 let fields = cols
                     .iter()
-                    .map(|c| Field { name: c.name().to_string(), type_oid: 0, table_oid: 0, column_id: 0, type_modifier: -1 })
+                    .map(|c| Field {
+                        name: c.name().to_string(),
+                        type_oid: 0,
+                        table_oid: 0,
+                        column_id: 0,
+                        type_modifier: -1,
+                    })
                     .collect();
-                let builders = cols.iter().map(|_| ColumnBuilder::new(Decoder::Utf8)).collect();
-                current = Some((ResultSet { fields, ..Default::default() }, builders, 0));
+                let builders = cols
+                    .iter()
+                    .map(|_| ColumnBuilder::new(Decoder::Utf8))
+                    .collect();
+                current = Some((
+                    ResultSet {
+                        fields,
+                        ..Default::default()
+                    },
+                    builders,
+                    0,
+                ));
             }
             SimpleQueryMessage::Row(row) => {
                 if let Some((_, builders, rows)) = current.as_mut() {
                     for (i, b) in builders.iter_mut().enumerate() {
-                        let v = row.try_get(i).map_err(|e| Error::Protocol { detail: e.to_string() })?;
+                        let v = row.try_get(i).map_err(|e| Error::Protocol {
+                            detail: e.to_string(),
+                        })?;
                         b.push(v.map(str::as_bytes))?;
                     }
                     *rows += 1;
@@ -259,7 +336,10 @@ async fn run_simple(client: &Client, sql: &str, commands: Vec<Option<String>>) -
             }
             SimpleQueryMessage::CommandComplete(n) => {
                 let (mut result, mut builders, rows) = current.take().unwrap_or_default();
-                result.chunks.push(Chunk { rows, columns: builders.iter_mut().map(|b| b.take()).collect() });
+                result.chunks.push(Chunk {
+                    rows,
+                    columns: builders.iter_mut().map(|b| b.take()).collect(),
+                });
                 result.command = commands.get(results.len()).cloned().flatten();
                 result.row_count = row_count(result.command.as_deref(), Some(n));
                 results.push(result);
@@ -272,7 +352,9 @@ async fn run_simple(client: &Client, sql: &str, commands: Vec<Option<String>>) -
 
 fn row_count(command: Option<&str>, affected: Option<u64>) -> Option<u64> {
     match command {
-        Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY") => affected,
+        Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY") => {
+            affected
+        }
         _ => None,
     }
 }
@@ -286,7 +368,8 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     while i < b.len() {
         match b[i] {
             b'\'' => {
-                let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !ident(b[i - 2]));
+                let escapes =
+                    i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !ident(b[i - 2]));
                 i += 1;
                 while i < b.len() {
                     if escapes && b[i] == b'\\' {
@@ -335,9 +418,15 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
                 continue;
             }
             b'$' if i == 0 || !ident(b[i - 1]) => {
-                let tag_end = b[i + 1..].iter().position(|&c| !ident(c)).map(|p| i + 1 + p);
+                let tag_end = b[i + 1..]
+                    .iter()
+                    .position(|&c| !ident(c))
+                    .map(|p| i + 1 + p);
                 match tag_end {
-                    Some(end) if b[end] == b'$' && !b[i + 1..end].first().is_some_and(u8::is_ascii_digit) => {
+                    Some(end)
+                        if b[end] == b'$'
+                            && !b[i + 1..end].first().is_some_and(u8::is_ascii_digit) =>
+                    {
                         let tag = &sql[i..=end];
                         code = true;
                         match sql[end + 1..].find(tag) {
@@ -377,7 +466,12 @@ pub fn command_of(sql: &str) -> Option<String> {
             .iter()
             .skip(1)
             .map(|w| w.to_ascii_uppercase())
-            .find(|w| matches!(w.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"))
+            .find(|w| {
+                matches!(
+                    w.as_str(),
+                    "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"
+                )
+            })
             .unwrap_or_else(|| "SELECT".into()),
         _ => first,
     };
@@ -434,12 +528,30 @@ mod tests {
     #[test]
     fn splits_only_top_level_semicolons() {
         assert_eq!(split_statements("select 1"), vec!["select 1"]);
-        assert_eq!(split_statements("select 1; select 2;"), vec!["select 1", "select 2"]);
-        assert_eq!(split_statements("select ';'; select \"a;b\""), vec!["select ';'", "select \"a;b\""]);
-        assert_eq!(split_statements("select $$a;b$$; select $x$;$x$"), vec!["select $$a;b$$", "select $x$;$x$"]);
-        assert_eq!(split_statements("select E'\\';'; -- c;\n select 2"), vec!["select E'\\';'", "-- c;\n select 2"]);
-        assert_eq!(split_statements("select 1 /* ; /* ; */ ; */"), vec!["select 1 /* ; /* ; */ ; */"]);
-        assert_eq!(split_statements("select $1; ; -- only a comment"), vec!["select $1"]);
+        assert_eq!(
+            split_statements("select 1; select 2;"),
+            vec!["select 1", "select 2"]
+        );
+        assert_eq!(
+            split_statements("select ';'; select \"a;b\""),
+            vec!["select ';'", "select \"a;b\""]
+        );
+        assert_eq!(
+            split_statements("select $$a;b$$; select $x$;$x$"),
+            vec!["select $$a;b$$", "select $x$;$x$"]
+        );
+        assert_eq!(
+            split_statements("select E'\\';'; -- c;\n select 2"),
+            vec!["select E'\\';'", "-- c;\n select 2"]
+        );
+        assert_eq!(
+            split_statements("select 1 /* ; /* ; */ ; */"),
+            vec!["select 1 /* ; /* ; */ ; */"]
+        );
+        assert_eq!(
+            split_statements("select $1; ; -- only a comment"),
+            vec!["select $1"]
+        );
         assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
         assert!(split_statements("  ; -- nothing").is_empty());
     }
@@ -447,11 +559,23 @@ mod tests {
     #[test]
     fn commands_as_pg_reports_them() {
         assert_eq!(command_of("select 1").as_deref(), Some("SELECT"));
-        assert_eq!(command_of("  -- c\n/* x */ insert into t values (1)").as_deref(), Some("INSERT"));
-        assert_eq!(command_of("with a as (select 1) update t set x = 1").as_deref(), Some("UPDATE"));
-        assert_eq!(command_of("WITH RECURSIVE r(n) AS (SELECT 1) SELECT * FROM r").as_deref(), Some("SELECT"));
+        assert_eq!(
+            command_of("  -- c\n/* x */ insert into t values (1)").as_deref(),
+            Some("INSERT")
+        );
+        assert_eq!(
+            command_of("with a as (select 1) update t set x = 1").as_deref(),
+            Some("UPDATE")
+        );
+        assert_eq!(
+            command_of("WITH RECURSIVE r(n) AS (SELECT 1) SELECT * FROM r").as_deref(),
+            Some("SELECT")
+        );
         assert_eq!(command_of("values (1)").as_deref(), Some("SELECT"));
-        assert_eq!(command_of("create table t (x int)").as_deref(), Some("CREATE"));
+        assert_eq!(
+            command_of("create table t (x int)").as_deref(),
+            Some("CREATE")
+        );
         assert_eq!(command_of("(select 1)").as_deref(), Some("SELECT"));
         assert_eq!(command_of(""), None);
         assert_eq!(row_count(Some("CREATE"), Some(0)), None);

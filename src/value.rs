@@ -83,7 +83,9 @@ impl Decoder {
             Type::FLOAT4 => Decoder::Float4,
             Type::FLOAT8 => Decoder::Float8,
             Type::NUMERIC => Decoder::Numeric,
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => Decoder::Utf8,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
+                Decoder::Utf8
+            }
             Type::CHAR => Decoder::Char,
             Type::UUID => Decoder::Uuid,
             Type::JSON => Decoder::Json,
@@ -111,7 +113,9 @@ impl Decoder {
     pub fn kind(&self) -> Kind {
         match self {
             Decoder::Bool => Kind::Bool,
-            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => Kind::Number,
+            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => {
+                Kind::Number
+            }
             Decoder::Int8Big => Kind::BigInt,
             Decoder::Json | Decoder::Jsonb => Kind::Json,
             Decoder::Bytea => Kind::Bytes,
@@ -132,7 +136,9 @@ impl Decoder {
 }
 
 fn bad(what: &str) -> Error {
-    Error::Protocol { detail: format!("malformed {what} value from the server") }
+    Error::Protocol {
+        detail: format!("malformed {what} value from the server"),
+    }
 }
 
 fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], Error> {
@@ -268,7 +274,7 @@ pub fn write_interval(out: &mut String, raw: &[u8]) -> Result<(), Error> {
 }
 
 pub fn write_numeric(out: &mut String, raw: &[u8]) -> Result<(), Error> {
-    if raw.len() < 8 || (raw.len() - 8) % 2 != 0 {
+    if raw.len() < 8 || !(raw.len() - 8).is_multiple_of(2) {
         return Err(bad("numeric"));
     }
     let be16 = |i: usize| u16::from_be_bytes([raw[i], raw[i + 1]]);
@@ -279,12 +285,16 @@ pub fn write_numeric(out: &mut String, raw: &[u8]) -> Result<(), Error> {
     if raw.len() != 8 + 2 * ndigits {
         return Err(bad("numeric"));
     }
-    match sign {
-        0xC000 => return Ok(out.push_str("NaN")),
-        0xD000 => return Ok(out.push_str("Infinity")),
-        0xF000 => return Ok(out.push_str("-Infinity")),
-        0x0000 | 0x4000 => {}
+    let special = match sign {
+        0xC000 => Some("NaN"),
+        0xD000 => Some("Infinity"),
+        0xF000 => Some("-Infinity"),
+        0x0000 | 0x4000 => None,
         _ => return Err(bad("numeric")),
+    };
+    if let Some(s) = special {
+        out.push_str(s);
+        return Ok(());
     }
     let digit = |i: i64| -> u16 {
         if i >= 0 && (i as usize) < ndigits {
@@ -300,7 +310,11 @@ pub fn write_numeric(out: &mut String, raw: &[u8]) -> Result<(), Error> {
         out.push('0');
     } else {
         for i in 0..=weight {
-            let _ = if i == 0 { write!(out, "{}", digit(i)) } else { write!(out, "{:04}", digit(i)) };
+            let _ = if i == 0 {
+                write!(out, "{}", digit(i))
+            } else {
+                write!(out, "{:04}", digit(i))
+            };
         }
     }
     if dscale > 0 {
@@ -338,11 +352,19 @@ fn write_inet(out: &mut String, raw: &[u8]) -> Result<(), Error> {
     }
     let max = match (family, len) {
         (2, 4) => {
-            let _ = write!(out, "{}", std::net::Ipv4Addr::from(fixed::<4>(addr, "inet")?));
+            let _ = write!(
+                out,
+                "{}",
+                std::net::Ipv4Addr::from(fixed::<4>(addr, "inet")?)
+            );
             32
         }
         (3, 16) => {
-            let _ = write!(out, "{}", std::net::Ipv6Addr::from(fixed::<16>(addr, "inet")?));
+            let _ = write!(
+                out,
+                "{}",
+                std::net::Ipv6Addr::from(fixed::<16>(addr, "inet")?)
+            );
             128
         }
         _ => return Err(bad("inet")),
@@ -363,7 +385,11 @@ fn write_bits(out: &mut String, raw: &[u8]) -> Result<(), Error> {
         return Err(bad("bit"));
     }
     for i in 0..n {
-        out.push(if data[i / 8] & (0x80 >> (i % 8)) != 0 { '1' } else { '0' });
+        out.push(if data[i / 8] & (0x80 >> (i % 8)) != 0 {
+            '1'
+        } else {
+            '0'
+        });
     }
     Ok(())
 }
@@ -448,15 +474,30 @@ fn json_number(out: &mut String, n: f64) {
         let _ = write!(out, "{n}");
     } else {
         // JSON has no NaN or Infinity: JavaScript turns these strings back into numbers.
-        out.push_str(if n.is_nan() { "\"NaN\"" } else if n > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
+        out.push_str(if n.is_nan() {
+            "\"NaN\""
+        } else if n > 0.0 {
+            "\"Infinity\""
+        } else {
+            "\"-Infinity\""
+        });
     }
 }
 
 /// Appends one array element as JSON.
-fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
+fn write_json_element(
+    out: &mut String,
+    d: &Decoder,
+    raw: &[u8],
+    scratch: &mut String,
+) -> Result<(), Error> {
     match d.kind() {
         Kind::Number => json_number(out, float(raw, d)?),
-        Kind::Bool => out.push_str(if raw.first().copied().unwrap_or(0) != 0 { "true" } else { "false" }),
+        Kind::Bool => out.push_str(if raw.first().copied().unwrap_or(0) != 0 {
+            "true"
+        } else {
+            "false"
+        }),
         Kind::Timestamp | Kind::LocalTimestamp => json_number(out, timestamp_ms(raw)?),
         Kind::Json => out.push_str(json_text(d, raw)?),
         Kind::Bytes => {
@@ -467,7 +508,12 @@ fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut S
         Kind::BigInt => {
             let _ = write!(out, "\"{}\"", i64::from_be_bytes(fixed(raw, "int8")?));
         }
-        Kind::Array => write_array_json(out, d.element_kind().map(|_| d).expect("array"), raw, scratch)?,
+        Kind::Array => write_array_json(
+            out,
+            d.element_kind().map(|_| d).expect("array"),
+            raw,
+            scratch,
+        )?,
         Kind::Text => {
             scratch.clear();
             write_text(scratch, d, raw)?;
@@ -478,12 +524,23 @@ fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut S
 }
 
 /// A PostgreSQL array (any number of dimensions) as nested JSON arrays.
-pub fn write_array_json(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
-    let Decoder::Array(elem) = d else { unreachable!("not an array decoder") };
+pub fn write_array_json(
+    out: &mut String,
+    d: &Decoder,
+    raw: &[u8],
+    scratch: &mut String,
+) -> Result<(), Error> {
+    let Decoder::Array(elem) = d else {
+        unreachable!("not an array decoder")
+    };
     let array = wire::array_from_sql(raw).map_err(|_| bad("array"))?;
     let dims: Vec<usize> = {
         use fallible_iterator::FallibleIterator;
-        array.dimensions().map(|d| Ok(d.len.max(0) as usize)).collect().map_err(|_| bad("array"))?
+        array
+            .dimensions()
+            .map(|d| Ok(d.len.max(0) as usize))
+            .collect()
+            .map_err(|_| bad("array"))?
     };
     if dims.is_empty() {
         out.push_str("[]");
@@ -546,25 +603,45 @@ pub struct ColumnBuilder {
 
 impl ColumnBuilder {
     pub fn new(decoder: Decoder) -> ColumnBuilder {
-        let mut out = ColumnChunk { kind: Some(decoder.kind()), element: decoder.element_kind(), ..Default::default() };
-        if matches!(decoder.kind(), Kind::Text | Kind::Json | Kind::Array | Kind::Bytes) {
+        let mut out = ColumnChunk {
+            kind: Some(decoder.kind()),
+            element: decoder.element_kind(),
+            ..Default::default()
+        };
+        if matches!(
+            decoder.kind(),
+            Kind::Text | Kind::Json | Kind::Array | Kind::Bytes
+        ) {
             out.offsets.push(0);
         }
-        ColumnBuilder { decoder, out, rows: 0, utf16_len: 0, scratch: String::new() }
+        ColumnBuilder {
+            decoder,
+            out,
+            rows: 0,
+            utf16_len: 0,
+            scratch: String::new(),
+        }
     }
 
     /// Bytes held so far (to bound a chunk's size).
     pub fn size(&self) -> usize {
-        self.out.text.len() + self.out.bytes.len() + 8 * (self.out.numbers.len() + self.out.bigints.len())
+        self.out.text.len()
+            + self.out.bytes.len()
+            + 8 * (self.out.numbers.len() + self.out.bigints.len())
     }
 
     pub fn push(&mut self, raw: Option<&[u8]>) -> Result<(), Error> {
         let kind = self.decoder.kind();
         match raw {
             None => {
-                self.out.nulls.get_or_insert_with(|| vec![0; self.rows]).push(1);
+                self.out
+                    .nulls
+                    .get_or_insert_with(|| vec![0; self.rows])
+                    .push(1);
                 match kind {
-                    Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(0.0),
+                    Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
+                        self.out.numbers.push(0.0)
+                    }
                     Kind::BigInt => self.out.bigints.push(0),
                     Kind::Bytes => self.out.offsets.push(self.out.bytes.len() as u32),
                     Kind::Text | Kind::Json | Kind::Array => self.out.offsets.push(self.utf16_len),
@@ -576,12 +653,26 @@ impl ColumnBuilder {
                 }
                 match kind {
                     Kind::Number => self.out.numbers.push(float(raw, &self.decoder)?),
-                    Kind::Bool => self.out.numbers.push(if raw.first().copied().unwrap_or(0) != 0 { 1.0 } else { 0.0 }),
-                    Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(timestamp_ms(raw)?),
-                    Kind::BigInt => self.out.bigints.push(i64::from_be_bytes(fixed(raw, "int8")?)),
+                    Kind::Bool => {
+                        self.out
+                            .numbers
+                            .push(if raw.first().copied().unwrap_or(0) != 0 {
+                                1.0
+                            } else {
+                                0.0
+                            })
+                    }
+                    Kind::Timestamp | Kind::LocalTimestamp => {
+                        self.out.numbers.push(timestamp_ms(raw)?)
+                    }
+                    Kind::BigInt => self
+                        .out
+                        .bigints
+                        .push(i64::from_be_bytes(fixed(raw, "int8")?)),
                     Kind::Bytes => {
                         self.out.bytes.extend_from_slice(raw);
-                        let end = u32::try_from(self.out.bytes.len()).map_err(|_| bad("bytea (chunk too large)"))?;
+                        let end = u32::try_from(self.out.bytes.len())
+                            .map_err(|_| bad("bytea (chunk too large)"))?;
                         self.out.offsets.push(end);
                     }
                     Kind::Text | Kind::Json | Kind::Array => {
@@ -589,10 +680,19 @@ impl ColumnBuilder {
                         match kind {
                             Kind::Text => write_text(&mut self.out.text, &self.decoder, raw)?,
                             Kind::Json => self.out.text.push_str(json_text(&self.decoder, raw)?),
-                            _ => write_array_json(&mut self.out.text, &self.decoder, raw, &mut self.scratch)?,
+                            _ => write_array_json(
+                                &mut self.out.text,
+                                &self.decoder,
+                                raw,
+                                &mut self.scratch,
+                            )?,
                         }
                         let added = &self.out.text[start..];
-                        let units = if added.is_ascii() { added.len() } else { added.encode_utf16().count() };
+                        let units = if added.is_ascii() {
+                            added.len()
+                        } else {
+                            added.encode_utf16().count()
+                        };
                         self.utf16_len = u32::try_from(self.utf16_len as usize + units)
                             .map_err(|_| bad("text (chunk too large)"))?;
                         self.out.offsets.push(self.utf16_len);
@@ -632,33 +732,66 @@ mod tests {
 
     #[test]
     fn numerics() {
-        assert_eq!(text(Decoder::Numeric, &numeric(2, 0, 0, 2, &[123, 4500])), "123.45");
-        assert_eq!(text(Decoder::Numeric, &numeric(1, -1, 0x4000, 3, &[5])), "-0.000");
-        assert_eq!(text(Decoder::Numeric, &numeric(1, -2, 0, 8, &[12])), "0.00000012");
+        assert_eq!(
+            text(Decoder::Numeric, &numeric(2, 0, 0, 2, &[123, 4500])),
+            "123.45"
+        );
+        assert_eq!(
+            text(Decoder::Numeric, &numeric(1, -1, 0x4000, 3, &[5])),
+            "-0.000"
+        );
+        assert_eq!(
+            text(Decoder::Numeric, &numeric(1, -2, 0, 8, &[12])),
+            "0.00000012"
+        );
         assert_eq!(text(Decoder::Numeric, &numeric(1, 1, 0, 0, &[1])), "10000");
         assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0, 0, &[])), "0");
-        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0xC000, 0, &[])), "NaN");
-        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0xF000, 0, &[])), "-Infinity");
+        assert_eq!(
+            text(Decoder::Numeric, &numeric(0, 0, 0xC000, 0, &[])),
+            "NaN"
+        );
+        assert_eq!(
+            text(Decoder::Numeric, &numeric(0, 0, 0xF000, 0, &[])),
+            "-Infinity"
+        );
         assert!(write_numeric(&mut String::new(), &[0, 1]).is_err());
     }
 
     #[test]
     fn dates_and_times() {
         assert_eq!(text(Decoder::Date, &0i32.to_be_bytes()), "2000-01-01");
-        assert_eq!(text(Decoder::Date, &(-10_957i32).to_be_bytes()), "1970-01-01");
+        assert_eq!(
+            text(Decoder::Date, &(-10_957i32).to_be_bytes()),
+            "1970-01-01"
+        );
         assert_eq!(text(Decoder::Date, &8_825i32.to_be_bytes()), "2024-02-29");
         assert_eq!(text(Decoder::Date, &i32::MAX.to_be_bytes()), "infinity");
         // 0001-12-31 BC is the day before 0001-01-01 (day -730119 from 2000-01-01).
-        assert_eq!(text(Decoder::Date, &(-730_119i32).to_be_bytes()), "0001-01-01");
-        assert_eq!(text(Decoder::Date, &(-730_120i32).to_be_bytes()), "0001-12-31 BC");
+        assert_eq!(
+            text(Decoder::Date, &(-730_119i32).to_be_bytes()),
+            "0001-01-01"
+        );
+        assert_eq!(
+            text(Decoder::Date, &(-730_120i32).to_be_bytes()),
+            "0001-12-31 BC"
+        );
         let t = (13 * 3600 + 4 * 60 + 5) as i64 * 1_000_000 + 500_000;
         assert_eq!(text(Decoder::Time, &t.to_be_bytes()), "13:04:05.5");
         let mut tz = t.to_be_bytes().to_vec();
         tz.extend_from_slice(&(-19_800i32).to_be_bytes()); // +05:30
         assert_eq!(text(Decoder::Timetz, &tz), "13:04:05.5+05:30");
-        assert_eq!(timestamp_ms(&0i64.to_be_bytes()).unwrap(), 946_684_800_000.0);
-        assert_eq!(timestamp_ms(&(-1i64).to_be_bytes()).unwrap(), 946_684_799_999.0);
-        assert_eq!(timestamp_ms(&i64::MAX.to_be_bytes()).unwrap(), f64::INFINITY);
+        assert_eq!(
+            timestamp_ms(&0i64.to_be_bytes()).unwrap(),
+            946_684_800_000.0
+        );
+        assert_eq!(
+            timestamp_ms(&(-1i64).to_be_bytes()).unwrap(),
+            946_684_799_999.0
+        );
+        assert_eq!(
+            timestamp_ms(&i64::MAX.to_be_bytes()).unwrap(),
+            f64::INFINITY
+        );
     }
 
     fn interval(us: i64, days: i32, months: i32) -> String {
@@ -671,7 +804,10 @@ mod tests {
     #[test]
     fn intervals_as_postgres_prints_them() {
         assert_eq!(interval(0, 0, 0), "00:00:00");
-        assert_eq!(interval(3_723_000_000, 3, 14), "1 year 2 mons 3 days 01:02:03");
+        assert_eq!(
+            interval(3_723_000_000, 3, 14),
+            "1 year 2 mons 3 days 01:02:03"
+        );
         assert_eq!(interval(0, 1, 1), "1 mon 1 day");
         assert_eq!(interval(-1_000_000, 0, 0), "-00:00:01");
         assert_eq!(interval(1_500_000, -2, 0), "-2 days +00:00:01.5");
@@ -681,9 +817,15 @@ mod tests {
     #[test]
     fn uuids_inet_bits() {
         let u: Vec<u8> = (0u8..16).collect();
-        assert_eq!(text(Decoder::Uuid, &u), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        assert_eq!(
+            text(Decoder::Uuid, &u),
+            "00010203-0405-0607-0809-0a0b0c0d0e0f"
+        );
         assert_eq!(text(Decoder::Inet, &[2, 32, 0, 4, 10, 0, 0, 1]), "10.0.0.1");
-        assert_eq!(text(Decoder::Inet, &[2, 24, 1, 4, 10, 0, 0, 0]), "10.0.0.0/24");
+        assert_eq!(
+            text(Decoder::Inet, &[2, 24, 1, 4, 10, 0, 0, 0]),
+            "10.0.0.0/24"
+        );
         let mut v6 = vec![3, 128, 0, 16];
         v6.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
         assert_eq!(text(Decoder::Inet, &v6), "::1");
@@ -715,7 +857,16 @@ mod tests {
     fn arrays_become_json() {
         let mut buf = bytes::BytesMut::new();
         wire::array_to_sql(
-            [wire::ArrayDimension { len: 2, lower_bound: 1 }, wire::ArrayDimension { len: 2, lower_bound: 1 }],
+            [
+                wire::ArrayDimension {
+                    len: 2,
+                    lower_bound: 1,
+                },
+                wire::ArrayDimension {
+                    len: 2,
+                    lower_bound: 1,
+                },
+            ],
             25,
             ["a", "b\"", "ü", ""].iter().map(|s| s.as_bytes()),
             |e, buf| {
@@ -726,7 +877,13 @@ mod tests {
         )
         .unwrap();
         let mut out = String::new();
-        write_array_json(&mut out, &Decoder::Array(Box::new(Decoder::Utf8)), &buf, &mut String::new()).unwrap();
+        write_array_json(
+            &mut out,
+            &Decoder::Array(Box::new(Decoder::Utf8)),
+            &buf,
+            &mut String::new(),
+        )
+        .unwrap();
         assert_eq!(out, r#"[["a","b\""],["ü",""]]"#);
     }
 }

@@ -46,7 +46,9 @@ impl NativeClient {
     #[napi(constructor)]
     #[allow(clippy::new_without_default)]
     pub fn new() -> NativeClient {
-        NativeClient { state: Arc::new(Mutex::new(State::New)) }
+        NativeClient {
+            state: Arc::new(Mutex::new(State::New)),
+        }
     }
 
     /// Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
@@ -69,7 +71,11 @@ impl NativeClient {
             }
         }
         let state = self.state.clone();
-        let inputs = Inputs { options, connection_string, env: environment };
+        let inputs = Inputs {
+            options,
+            connection_string,
+            env: environment,
+        };
         let work = async move {
             let result = open(&inputs, DecodeOptions { int8_as_bigint }).await;
             let mut st = state.lock().expect("client state");
@@ -120,7 +126,10 @@ impl NativeClient {
     /// Closes the connection. Pending queries settle with `CLIENT_CLOSED`. Idempotent.
     #[napi]
     pub fn end<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let previous = std::mem::replace(&mut *self.state.lock().expect("client state"), State::Closed);
+        let previous = std::mem::replace(
+            &mut *self.state.lock().expect("client state"),
+            State::Closed,
+        );
         env.spawn_future(async move {
             if let State::Open(open) = previous {
                 open.closed.send_replace(true);
@@ -145,7 +154,10 @@ impl NativeClient {
     }
 }
 
-async fn open(inputs: &Inputs, decode: DecodeOptions) -> std::result::Result<(Open, ConnectInfo), Error> {
+async fn open(
+    inputs: &Inputs,
+    decode: DecodeOptions,
+) -> std::result::Result<(Open, ConnectInfo), Error> {
     let config = config::resolve(inputs)?;
     let tls = tls::client_config(&config)?;
     let session = connect::connect(&config, &tls).await?;
@@ -156,7 +168,14 @@ async fn open(inputs: &Inputs, decode: DecodeOptions) -> std::result::Result<(Op
         host: config.host.clone(),
     });
     let (closed, _) = watch::channel(false);
-    Ok((Open { conn, task: session.task, closed }, ConnectInfo::from(&config)))
+    Ok((
+        Open {
+            conn,
+            task: session.task,
+            closed,
+        },
+        ConnectInfo::from(&config),
+    ))
 }
 
 fn settle<'env, T, F>(env: &'env Env, work: F) -> Result<PromiseRaw<'env, Either<T, NativeError>>>
@@ -176,9 +195,14 @@ type BoxedQuery = Pin<Box<dyn Future<Output = std::result::Result<Vec<ResultSet>
 
 /// Polls the query once on the calling (JavaScript) thread before handing it to tokio: that
 /// first poll writes the request, so queries reach the wire in the order they were called.
-fn settle_query<'env>(env: &'env Env, mut work: BoxedQuery) -> Result<PromiseRaw<'env, QueryOutcome>> {
+fn settle_query<'env>(
+    env: &'env Env,
+    mut work: BoxedQuery,
+) -> Result<PromiseRaw<'env, QueryOutcome>> {
     let waker = futures_util::task::noop_waker();
-    let first = napi::bindgen_prelude::within_runtime_if_available(|| work.as_mut().poll(&mut Context::from_waker(&waker)));
+    let first = napi::bindgen_prelude::within_runtime_if_available(|| {
+        work.as_mut().poll(&mut Context::from_waker(&waker))
+    });
     let work: BoxedQuery = match first {
         Poll::Ready(r) => Box::pin(std::future::ready(r)),
         Poll::Pending => work,

@@ -45,10 +45,24 @@ impl From<&Error> for NativeError {
         let s = |f: fn(&crate::error::ServerError) -> Option<String>| server.and_then(f);
         let (errno, syscall, address, port) = match (e, e.io()) {
             (Error::Connect { addr, .. }, Some(io)) => {
-                let (a, p) = addr.rsplit_once(':').map_or((addr.clone(), None), |(a, p)| (a.to_string(), p.parse().ok()));
-                (io.raw_os_error().map(|n| -n), Some("connect".to_string()), Some(a.trim_matches(['[', ']']).to_string()), p)
+                let (a, p) = addr
+                    .rsplit_once(':')
+                    .map_or((addr.clone(), None), |(a, p)| {
+                        (a.to_string(), p.parse().ok())
+                    });
+                (
+                    io.raw_os_error().map(|n| -n),
+                    Some("connect".to_string()),
+                    Some(a.trim_matches(['[', ']']).to_string()),
+                    p,
+                )
             }
-            (Error::Resolve { host, .. }, _) => (None, Some("getaddrinfo".to_string()), Some(host.clone()), None),
+            (Error::Resolve { host, .. }, _) => (
+                None,
+                Some("getaddrinfo".to_string()),
+                Some(host.clone()),
+                None,
+            ),
             _ => (None, None, None, None),
         };
         NativeError {
@@ -161,7 +175,11 @@ impl From<&Config> for ResolvedConfig {
             application_name: c.application_name.clone(),
             connect_timeout_millis: c.connect_timeout.map(|d| d.as_millis() as f64),
             is_dsql: c.is_dsql(),
-            sources: c.sources.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect(),
+            sources: c
+                .sources
+                .iter()
+                .map(|(k, s)| (k.to_string(), s.to_string()))
+                .collect(),
         }
     }
 }
@@ -239,7 +257,10 @@ impl From<ResultSet> for RawResult {
             chunks: r
                 .chunks
                 .into_iter()
-                .map(|ch| RawChunk { rows: ch.rows as u32, columns: ch.columns.into_iter().map(column).collect() })
+                .map(|ch| RawChunk {
+                    rows: ch.rows as u32,
+                    columns: ch.columns.into_iter().map(column).collect(),
+                })
                 .collect(),
         }
     }

@@ -25,7 +25,11 @@ pub fn resolve_config(
     connection_string: Option<String>,
     env: HashMap<String, String>,
 ) -> Either<ResolvedConfig, NativeError> {
-    match config::resolve(&Inputs { options, connection_string, env }) {
+    match config::resolve(&Inputs {
+        options,
+        connection_string,
+        env,
+    }) {
         Ok(c) => Either::A(ResolvedConfig::from(&c)),
         Err(e) => Either::B(NativeError::from(&e)),
     }
