@@ -16,7 +16,7 @@ export declare class NativeClient {
    * Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
    * `NativeError` (never rejects).
    */
-  connect(options: Record<string, string>, connectionString: string | undefined | null, environment: Record<string, string>, int8AsBigint: boolean): Promise<ConnectInfo | NativeError>
+  connect(options: Record<string, string>, connectionString: string | undefined | null, environment: Record<string, string>, int8AsBigint: boolean, credentials?: AwsCredentials | undefined | null): Promise<ConnectInfo | NativeError>
   /**
    * Runs `sql` with parameters in PostgreSQL text form (`null` for NULL). Settles with one
    * result per statement, or a `NativeError` (never rejects).
@@ -26,6 +26,13 @@ export declare class NativeClient {
   end(): Promise<undefined>
   /** Whether the connection is open and its socket alive. */
   get isOpen(): boolean
+}
+
+/** AWS credentials handed over by the caller (the `credentials` option). Never logged. */
+export interface AwsCredentials {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string
 }
 
 /** What a successful connect settled on. */
@@ -43,6 +50,9 @@ export interface ConnectInfo {
 
 /** The environment variables the configuration resolver reads. */
 export declare function envNames(): Array<string>
+
+/** Mints a DSQL auth token. `options`: host, region, user, expiresIn, profile (strings). */
+export declare function generateToken(options: Record<string, string>, environment: Record<string, string>, credentials?: AwsCredentials | undefined | null, signingTimeMillis?: number | undefined | null): Promise<string | NativeError>
 
 /** An error as data; `index.js` turns it into a `DsqlTunnelError` or `DatabaseError`. */
 export interface NativeError {

@@ -837,4 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.envNames = nativeBinding.envNames
+module.exports.generateToken = nativeBinding.generateToken
 module.exports.resolveConfig = nativeBinding.resolveConfig

@@ -17,8 +17,22 @@ export interface ClientConfig {
   /** Default `postgres`. Env: `PGDATABASE`. */
   database?: string
   /** A DSQL auth token, or a function returning one, called for every new connection.
-   * Env: `PGPASSWORD`. Never logged, never part of an error or `inspect` output. */
+   * Env: `PGPASSWORD`. Never logged, never part of an error or `inspect` output. Leave it unset
+   * and a fresh token is minted for every connection from your AWS credentials. A static token
+   * is checked before connecting: expired (`TOKEN_EXPIRED`), or made for another host, action
+   * or region (`TOKEN_*_MISMATCH`), it fails at once. */
   password?: string | (() => string | Promise<string>)
+  /** Region to sign tokens for. Default: the hostname's, else `AWS_REGION` / `AWS_DEFAULT_REGION`.
+   * Given explicitly, tokens are minted for hosts under any name. */
+  region?: string
+  /** AWS profile for the credential chain (default: `AWS_PROFILE`, else `default`). */
+  profile?: string
+  /** Lifetime of minted tokens in seconds (1 to 604800). Default 900. A token is checked only
+   * when a connection opens: the session outlives it. */
+  tokenDurationSecs?: number
+  /** Credentials to sign tokens with instead of the AWS credential chain: an object, or a
+   * (sync/async) function called for every new connection. */
+  credentials?: AwsCredentials | (() => AwsCredentials | Promise<AwsCredentials>)
   /** `verify-full` (default: chain and hostname), `verify-ca` (chain only) or `require`
    * (encrypted, unverified; warns once). `disable`, `allow` and `prefer` are refused.
    * Env: `PGSSLMODE`. */
@@ -38,6 +52,29 @@ export interface ClientConfig {
   connectionString?: string
   /** How int8 (bigint) columns arrive: `'string'` (default, exact) or `'bigint'`. */
   int8?: 'string' | 'bigint'
+}
+
+export interface AwsCredentials {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string
+}
+
+export interface GenerateTokenOptions {
+  /** The cluster's DSQL hostname, or a bare cluster id (expanded with `region`). */
+  host: string
+  /** Default: the hostname's, else `AWS_REGION` / `AWS_DEFAULT_REGION`. */
+  region?: string
+  /** Default `admin` (action `DbConnectAdmin`); any other role gets `DbConnect`. */
+  user?: string
+  /** Seconds, 1 to 604800. Default 900. */
+  expiresIn?: number
+  /** AWS profile for the credential chain. */
+  profile?: string
+  /** Credentials instead of the AWS credential chain. */
+  credentials?: AwsCredentials | (() => AwsCredentials | Promise<AwsCredentials>)
+  /** The signing time (default: now). */
+  signingDate?: Date
 }
 
 /** A column of a result, as node-postgres describes it. */
@@ -111,6 +148,12 @@ export type ClientErrorCode =
   | 'TLS_HANDSHAKE_FAILED'
   | 'SNI_REFUSED'
   | 'PASSWORD_MISSING'
+  | 'TOKEN_EXPIRED'
+  | 'TOKEN_HOST_MISMATCH'
+  | 'TOKEN_ACTION_MISMATCH'
+  | 'TOKEN_REGION_MISMATCH'
+  | 'TOKEN_SIGNING_FAILED'
+  | 'CREDENTIALS_UNAVAILABLE'
   | 'CONNECTION_LOST'
   | 'CLIENT_CLOSED'
   | 'NOT_CONNECTED'
@@ -166,6 +209,10 @@ export declare class Client {
 
 /** Creates a client and connects it. With no argument, everything comes from the environment. */
 export declare function connect(config?: ClientConfig | string): Promise<Client>
+
+/** Mints a DSQL auth token, the same string `aws dsql generate-db-connect[-admin]-auth-token`
+ * and `@aws-sdk/dsql-signer` produce. */
+export declare function generateToken(options: GenerateTokenOptions): Promise<string>
 
 /** The settings a connection would use (throws `INVALID_CONFIG`). */
 export declare function resolveConfig(config?: ClientConfig | string): ResolvedConfig

@@ -12,6 +12,7 @@ const { toResult } = require('./lib/rows')
 const OPTIONS = {
   host: [], hostaddr: [], port: [], user: [], database: [], password: [], sslmode: [], sslrootcert: [],
   sslnegotiation: [], applicationName: ['application_name'], connectionTimeoutMillis: [],
+  region: [], profile: [], tokenDurationSecs: [],
 }
 const ENV_NAMES = binding.envNames()
 
@@ -50,12 +51,25 @@ function warnUnverified() {
   )
 }
 
+/** The `credentials` option: an object or a (sync/async) function, called for every connection. */
+async function resolveCredentials(given) {
+  if (given === undefined || given === null) return null
+  const c = typeof given === 'function' ? await given() : given
+  if (c === null || typeof c !== 'object' || typeof c.accessKeyId !== 'string' || typeof c.secretAccessKey !== 'string' ||
+      (c.sessionToken !== undefined && c.sessionToken !== null && typeof c.sessionToken !== 'string')) {
+    throw invalidConfig('credentials', 'credentials must be (or return) { accessKeyId, secretAccessKey, sessionToken? } with string values')
+  }
+  return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken ?? undefined }
+}
+
 const isNativeError = (r) => r !== null && typeof r === 'object' && !Array.isArray(r) && typeof r.code === 'string'
 
 class Client {
   #native = new binding.NativeClient()
   #config
   #info = null
+  // Settles after every query issued before it: results come back in call order.
+  #settled = Promise.resolve()
 
   /** @param {string | object} [config] options, or a connection string */
   constructor(config) {
@@ -77,7 +91,8 @@ class Client {
       if (typeof password !== 'string') throw invalidConfig('password', 'the password function must return (or resolve to) a string')
       options.password = password
     }
-    const r = await this.#native.connect(options, config.connectionString ?? null, readEnvironment(), int8 === 'bigint')
+    const credentials = await resolveCredentials(config.credentials)
+    const r = await this.#native.connect(options, config.connectionString ?? null, readEnvironment(), int8 === 'bigint', credentials)
     if (isNativeError(r)) throw fromNative(r)
     this.#info = r
     if (r.verification === 'none') warnUnverified()
@@ -101,10 +116,20 @@ class Client {
     if (values !== undefined && values !== null && !Array.isArray(values)) throw invalidArgument('values must be an array')
     if (rowMode !== undefined && rowMode !== 'array') throw invalidArgument("rowMode must be 'array' or left out")
     const params = values ? encodeParams(values) : []
-    const r = await this.#native.query(text, params)
-    if (isNativeError(r)) throw fromNative(r)
-    const arrayMode = rowMode === 'array'
-    return r.length === 1 ? toResult(r[0], arrayMode) : r.map((x) => toResult(x, arrayMode))
+    const previous = this.#settled
+    const pending = this.#native.query(text, params)
+    let release
+    this.#settled = new Promise((resolve) => (release = resolve))
+    try {
+      const r = await pending
+      // Tasks finish on tokio threads in any order; settle in the order the queries were sent.
+      await previous
+      if (isNativeError(r)) throw fromNative(r)
+      const arrayMode = rowMode === 'array'
+      return r.length === 1 ? toResult(r[0], arrayMode) : r.map((x) => toResult(x, arrayMode))
+    } finally {
+      release()
+    }
   }
 
   /** Closes the connection; queries still pending reject with `CLIENT_CLOSED`. Idempotent. */
@@ -140,7 +165,31 @@ function resolveConfig(config) {
   return r
 }
 
+/**
+ * Mints a DSQL auth token, as `aws dsql generate-db-connect[-admin]-auth-token` does.
+ * @param {{host: string, region?: string, user?: string, expiresIn?: number, profile?: string,
+ *   credentials?: object | Function, signingDate?: Date}} options
+ */
+async function generateToken(options) {
+  if (options === null || typeof options !== 'object') throw invalidArgument('generateToken needs an options object with host')
+  const strings = {}
+  for (const k of ['host', 'region', 'user', 'expiresIn', 'profile']) {
+    const v = options[k]
+    if (v === undefined || v === null) continue
+    if (typeof v !== 'string' && typeof v !== 'number') throw invalidConfig(k, `option ${k} must be a string${k === 'expiresIn' ? ' or a number' : ''}`)
+    strings[k] = String(v)
+  }
+  if (options.signingDate !== undefined && !(options.signingDate instanceof Date && !Number.isNaN(options.signingDate.getTime()))) {
+    throw invalidConfig('signingDate', 'signingDate must be a valid Date')
+  }
+  const credentials = await resolveCredentials(options.credentials)
+  const r = await binding.generateToken(strings, readEnvironment(), credentials, options.signingDate?.getTime() ?? null)
+  if (isNativeError(r)) throw fromNative(r)
+  return r
+}
+
 exports.Client = Client
+exports.generateToken = generateToken
 exports.connect = connect
 exports.resolveConfig = resolveConfig
 exports.DsqlTunnelError = DsqlTunnelError

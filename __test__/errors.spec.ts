@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { describe, test } from 'node:test'
 import { Client, connect, DatabaseError, DsqlTunnelError } from '../index.js'
-import { rejectsWith, through, useStack } from './helpers.ts'
+import { rejectsWith, through, useStack, withEnv } from './helpers.ts'
 
 const stack = useStack()
 
@@ -52,10 +52,35 @@ describe('connecting', () => {
     assert.ok(!err.message.includes('wrong-password-value'))
   })
 
-  test('no password when the server asks for one: PASSWORD_MISSING', async () => {
+  test('no password for a non-DSQL server that asks for one: PASSWORD_MISSING', async () => {
+    // Straight to PostgreSQL through a tunnel: `localhost` is not a DSQL host, so no token is minted.
+    const t = await stack().startTunnel(stack().pgPort)
+    try {
+      const err = await rejectsWith(
+        connect({ host: 'localhost', hostaddr: '127.0.0.1', port: t.port, sslrootcert: stack().caFile, user: 'admin' }),
+        'PASSWORD_MISSING',
+      )
+      assert.match(err.message, /PGPASSWORD/)
+    } finally {
+      await t.stop()
+    }
+  })
+
+  test('no password and no AWS credentials for a DSQL host: CREDENTIALS_UNAVAILABLE, before any dialling', async () => {
     const options = through(stack())
     delete options.password
-    await rejectsWith(connect(options), 'PASSWORD_MISSING')
+    const before = stack().gate.log.length
+    await withEnv(
+      { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_SESSION_TOKEN: undefined, AWS_PROFILE: undefined,
+        AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
+        AWS_WEB_IDENTITY_TOKEN_FILE: undefined, AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: undefined,
+        AWS_CONTAINER_CREDENTIALS_FULL_URI: undefined, AWS_EC2_METADATA_DISABLED: 'true' },
+      async () => {
+        const err = await rejectsWith(connect(options), 'CREDENTIALS_UNAVAILABLE')
+        assert.match(err.message, /AWS_ACCESS_KEY_ID|AWS_PROFILE/)
+      },
+    )
+    assert.equal(stack().gate.log.length, before)
   })
 
   test('an unresolvable host without a tunnel address: ENOTFOUND', async () => {

@@ -7,6 +7,9 @@ import { startStack, type Stack, type StackOptions } from './fixture/stack.ts'
 
 export type { Stack }
 
+// Specs exercise AWS's credential chain: it must never reach for instance metadata off this machine.
+process.env.AWS_EC2_METADATA_DISABLED ??= 'true'
+
 /** Starts a stack before the file's tests and stops it after them. */
 export function useStack(opts?: StackOptions): () => Stack {
   let stack: Stack | undefined

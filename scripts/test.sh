@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 need() { command -v "$1" >/dev/null 2>&1; }
 
+# Tests run AWS's credential chain: never let it reach for instance metadata off this machine.
+export AWS_EC2_METADATA_DISABLED=true
+
 step "tools"
 need cargo || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
 need node || { echo "node not found: install Node.js 20 or newer" >&2; exit 1; }

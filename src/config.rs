@@ -128,6 +128,15 @@ pub struct Config {
     pub application_name: Option<String>,
     /// `None` waits forever (a value of 0, as in libpq and pg).
     pub connect_timeout: Option<Duration>,
+    /// Region to sign tokens for: the `region` option, else the hostname's, else `AWS_REGION` /
+    /// `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// Whether the region was given explicitly (then tokens are minted for any host).
+    pub region_explicit: bool,
+    /// AWS profile for the credential chain (else `AWS_PROFILE`, read by the chain itself).
+    pub profile: Option<String>,
+    /// Lifetime of minted tokens.
+    pub token_duration: Duration,
     /// Where each setting came from, in a fixed order.
     pub sources: Vec<(&'static str, Source)>,
 }
@@ -154,6 +163,12 @@ impl Config {
 
     pub fn is_dsql(&self) -> bool {
         is_dsql_host(&self.host)
+    }
+
+    /// Whether a missing password means "mint a DSQL token": for DSQL hostnames, or when a
+    /// region was given for a host under another name.
+    pub fn mints_tokens(&self) -> bool {
+        self.password.is_none() && (self.is_dsql() || self.region_explicit)
     }
 }
 
@@ -225,7 +240,7 @@ const SETTINGS: &[Setting] = &[
 /// The environment variables the resolver reads (the JavaScript side passes only these).
 pub fn env_names() -> Vec<&'static str> {
     let mut names: Vec<_> = SETTINGS.iter().map(|s| s.env).collect();
-    names.push("HOSTNAME");
+    names.extend(["HOSTNAME", "AWS_REGION", "AWS_DEFAULT_REGION"]);
     names
 }
 
@@ -436,7 +451,29 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         }
     };
 
+    let option = |name: &str| non_empty(inputs.options.get(name));
+    let region_option = option("region");
+    let env_region = non_empty(inputs.env.get("AWS_REGION"))
+        .or_else(|| non_empty(inputs.env.get("AWS_DEFAULT_REGION")));
+    let region = crate::token::region_for(&host, region_option.as_deref(), env_region.as_deref());
+    let token_duration = match option("tokenDurationSecs") {
+        None => crate::token::DEFAULT_EXPIRY,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n >= 1 && n <= crate::token::MAX_EXPIRY.as_secs() => Duration::from_secs(n),
+            _ => {
+                return Err(Error::config(
+                    "option tokenDurationSecs",
+                    format!("option tokenDurationSecs = {v:?} is not valid: use whole seconds from 1 to 604800 (7 days)"),
+                ))
+            }
+        },
+    };
+
     Ok(Config {
+        region,
+        region_explicit: region_option.is_some(),
+        profile: option("profile"),
+        token_duration,
         host,
         hostaddr,
         port,

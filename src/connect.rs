@@ -1,8 +1,10 @@
 //! Dial the tunnel, TLS with the DSQL hostname, startup and authentication, all under one timeout.
 
-use crate::config::{Config, Negotiation};
+use crate::config::{Config, Negotiation, Secret};
 use crate::endpoint::TunnelAddr;
 use crate::error::{Error, ServerError, TlsFailure};
+use crate::token;
+use aws_credential_types::Credentials;
 use rustls::{CertificateError, ClientConfig};
 use std::io;
 use std::net::SocketAddr;
@@ -18,8 +20,47 @@ pub struct Session {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-pub async fn connect(config: &Config, tls: &ClientConfig) -> Result<Session, Error> {
+/// Opens a connection. Without a password, a DSQL token is minted for it (from `credentials`
+/// when given, else the AWS credential chain); a static token is checked before any dialling.
+pub async fn connect(
+    config: &Config,
+    tls: &ClientConfig,
+    credentials: Option<&Credentials>,
+) -> Result<Session, Error> {
     let work = async {
+        let password = token::password_for(config, credentials).await?;
+        let is_token = password
+            .as_ref()
+            .is_some_and(|p| token::decode(p.expose()).is_some());
+        let session = handshake(config, tls, password.as_ref()).await;
+        session.map_err(|e| {
+            if is_token {
+                token::with_auth_hint(e)
+            } else {
+                e
+            }
+        })
+    };
+    match config.connect_timeout {
+        // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
+        Some(after) => {
+            tokio::time::timeout(after, work)
+                .await
+                .map_err(|_| Error::ConnectTimeout {
+                    addr: config.dial_target(),
+                    after,
+                })?
+        }
+        None => work.await,
+    }
+}
+
+async fn handshake(
+    config: &Config,
+    tls: &ClientConfig,
+    password: Option<&Secret>,
+) -> Result<Session, Error> {
+    {
         let stream = dial(config).await?;
         let mut pg = tokio_postgres::Config::new();
         pg.user(&config.user)
@@ -30,7 +71,7 @@ pub async fn connect(config: &Config, tls: &ClientConfig) -> Result<Session, Err
                 Negotiation::Direct => SslNegotiation::Direct,
                 Negotiation::Postgres => SslNegotiation::Postgres,
             });
-        if let Some(p) = &config.password {
+        if let Some(p) = password {
             pg.password(p.expose());
         }
         if let Some(app) = &config.application_name {
@@ -51,18 +92,6 @@ pub async fn connect(config: &Config, tls: &ClientConfig) -> Result<Session, Err
             let _ = connection.await;
         });
         Ok(Session { client, task })
-    };
-    match config.connect_timeout {
-        // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
-        Some(after) => {
-            tokio::time::timeout(after, work)
-                .await
-                .map_err(|_| Error::ConnectTimeout {
-                    addr: config.dial_target(),
-                    after,
-                })?
-        }
-        None => work.await,
     }
 }
 

@@ -39,6 +39,14 @@ pub enum TlsFailure {
     Handshake,
 }
 
+/// Which part of a static token does not fit the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenField {
+    Host,
+    Action { user: String },
+    Region,
+}
+
 #[derive(Debug)]
 pub enum Error {
     /// A setting has a value that cannot be used.
@@ -72,6 +80,24 @@ pub enum Error {
     NotConnected,
     /// `connect()` was called on a client that is connecting, connected or ended.
     AlreadyConnected,
+    /// A static DSQL token has expired (checked before connecting).
+    TokenExpired {
+        from: String,
+        host: String,
+        expired_at: String,
+        ago_secs: u64,
+    },
+    /// A static DSQL token was made for another host, action or region.
+    TokenMismatch {
+        field: TokenField,
+        from: String,
+        expected: String,
+        found: String,
+    },
+    /// No AWS credentials could be found to sign a token with.
+    Credentials { detail: String },
+    /// Signing a token failed.
+    TokenSigning { detail: String },
     /// The query has a different number of parameters than values were given.
     ParameterCount { expected: usize, got: usize },
     /// The server sent something this client does not understand.
@@ -109,6 +135,15 @@ impl Error {
             Error::Closed => "CLIENT_CLOSED".into(),
             Error::NotConnected => "NOT_CONNECTED".into(),
             Error::AlreadyConnected => "ALREADY_CONNECTED".into(),
+            Error::TokenExpired { .. } => "TOKEN_EXPIRED".into(),
+            Error::TokenMismatch { field, .. } => match field {
+                TokenField::Host => "TOKEN_HOST_MISMATCH",
+                TokenField::Action { .. } => "TOKEN_ACTION_MISMATCH",
+                TokenField::Region => "TOKEN_REGION_MISMATCH",
+            }
+            .into(),
+            Error::Credentials { .. } => "CREDENTIALS_UNAVAILABLE".into(),
+            Error::TokenSigning { .. } => "TOKEN_SIGNING_FAILED".into(),
             Error::ParameterCount { .. } => "PARAMETER_COUNT_MISMATCH".into(),
             Error::Protocol { .. } => "PROTOCOL_ERROR".into(),
         }
@@ -210,6 +245,38 @@ impl fmt::Display for Error {
             Error::AlreadyConnected => f.write_str(
                 "connect() was already called on this client; a client connects once: create a new one",
             ),
+            Error::TokenExpired { from, host, expired_at, ago_secs } => write!(
+                f,
+                "the DSQL auth token in {from} expired at {expired_at} ({} ago). Tokens are checked only when a \
+                 connection opens: generate a new one (aws dsql generate-db-connect-admin-auth-token --hostname \
+                 {host}, or generate-db-connect-auth-token for other roles), or leave the password unset and \
+                 dsql-tunnel mints a fresh token for every connection from your AWS credentials",
+                human_duration(*ago_secs)
+            ),
+            Error::TokenMismatch { field, from, expected, found } => match field {
+                TokenField::Host => write!(
+                    f,
+                    "the DSQL auth token in {from} was signed for {found}, but host is {expected}: tokens must be \
+                     signed for the cluster's DSQL hostname, never the tunnel address"
+                ),
+                TokenField::Action { user } => write!(
+                    f,
+                    "the DSQL auth token in {from} is for {found}, but user {user} needs {expected}: use \
+                     generate-db-connect-admin-auth-token for admin and generate-db-connect-auth-token for other roles"
+                ),
+                TokenField::Region => write!(
+                    f,
+                    "the DSQL auth token in {from} was signed for region {found}, but the cluster is in {expected}: \
+                     generate it with --region {expected}"
+                ),
+            },
+            Error::Credentials { detail } => write!(
+                f,
+                "no AWS credentials to sign a DSQL auth token with ({detail}). Set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or the profile option), or pass the credentials option; \
+                 or set PGPASSWORD to a token"
+            ),
+            Error::TokenSigning { detail } => write!(f, "could not sign a DSQL auth token: {detail}"),
             Error::ParameterCount { expected, got } => write!(
                 f,
                 "the query expects {expected} parameter(s) ($1…${expected}) but {got} value(s) were given"
@@ -220,6 +287,16 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+fn human_duration(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0..=119 => (secs, "second"),
+        120..=7199 => (secs / 60, "minute"),
+        7200..=172_799 => (secs / 3600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
 
 /// Node's name for a socket error (`ECONNREFUSED`, …), so JavaScript code can match it as it does
 /// for `net` errors.

@@ -7,6 +7,7 @@
 //! - `config`   options + connection string + environment → one resolved `Config`
 //! - `endpoint` DSQL hostnames, tunnel addresses
 //! - `tls`      rustls client configuration per sslmode, ALPN `postgresql`
+//! - `token`    DSQL IAM tokens: minted with AWS's signer, static ones checked before use
 //! - `connect`  dial → TLS → startup/auth, under one timeout
 //! - `query`    one round trip per query, statement cache, columnar chunks
 //! - `value`    PostgreSQL binary values → columnar buffers for JavaScript
@@ -21,6 +22,7 @@ pub mod endpoint;
 pub mod error;
 pub mod query;
 pub mod tls;
+pub mod token;
 pub mod value;
 
 pub mod napi;

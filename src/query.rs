@@ -5,7 +5,7 @@
 //! trip; later runs bind the cached statement.
 
 use crate::error::Error;
-use crate::value::{ColumnBuilder, ColumnChunk, DecodeOptions, Decoder};
+use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder};
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
 use std::collections::{HashMap, VecDeque};
@@ -142,17 +142,23 @@ pub async fn run(
     sql: String,
     params: Vec<Option<String>>,
 ) -> Result<Vec<ResultSet>, Error> {
-    if params.is_empty() {
-        let statements = split_statements(&sql);
-        if statements.len() > 1 {
-            let commands = statements.iter().map(|s| command_of(s)).collect();
-            return run_simple(&conn.client, &sql, commands).await;
-        }
-    }
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
     let result = match cached {
         Some(stmt) => run_cached(&conn, &sql, &stmt, &params).await,
-        None => run_first(&conn, &sql, &params).await,
+        None => {
+            let scanned = scan(&sql);
+            if params.is_empty() && scanned.statements.len() > 1 {
+                return run_simple(&conn, &sql, &scanned.statements).await;
+            }
+            // Checked here because a prepare with too many parameter types fails with a vaguer 42P18.
+            if scanned.max_param != params.len() {
+                return Err(Error::ParameterCount {
+                    expected: scanned.max_param,
+                    got: params.len(),
+                });
+            }
+            run_first(&conn, &sql, &params).await
+        }
     };
     match result {
         // The table under a cached statement changed shape: prepare again, once.
@@ -288,66 +294,110 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue<'a> {
     }
 }
 
-async fn run_simple(
-    client: &Client,
-    sql: &str,
-    commands: Vec<Option<String>>,
-) -> Result<Vec<ResultSet>, Error> {
-    let stream = client.simple_query_raw(sql).await.map_err(query_error)?;
+/// Values of a simple-protocol result, column by column.
+type TextColumns = Vec<Vec<Option<String>>>;
+
+async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<ResultSet>, Error> {
+    let stream = conn
+        .client
+        .simple_query_raw(sql)
+        .await
+        .map_err(query_error)?;
     pin_mut!(stream);
-    let mut results = Vec::new();
-    let mut current: Option<(ResultSet, Vec<ColumnBuilder>, usize)> = None;
+    // The simple protocol reports no column types: keep the text, type it once all has run.
+    let mut results: Vec<(ResultSet, TextColumns)> = Vec::new();
+    let mut current: Option<(Vec<String>, TextColumns)> = None;
     while let Some(msg) = stream.next().await {
         match msg.map_err(query_error)? {
             SimpleQueryMessage::RowDescription(cols) => {
-                let fields = cols
-                    .iter()
-                    .map(|c| Field {
-                        name: c.name().to_string(),
-                        type_oid: 0,
-                        table_oid: 0,
-                        column_id: 0,
-                        type_modifier: -1,
-                    })
-                    .collect();
-                let builders = cols
-                    .iter()
-                    .map(|_| ColumnBuilder::new(Decoder::Utf8))
-                    .collect();
                 current = Some((
-                    ResultSet {
-                        fields,
-                        ..Default::default()
-                    },
-                    builders,
-                    0,
+                    cols.iter().map(|c| c.name().to_string()).collect(),
+                    vec![Vec::new(); cols.len()],
                 ));
             }
             SimpleQueryMessage::Row(row) => {
-                if let Some((_, builders, rows)) = current.as_mut() {
-                    for (i, b) in builders.iter_mut().enumerate() {
+                if let Some((_, columns)) = current.as_mut() {
+                    for (i, col) in columns.iter_mut().enumerate() {
                         let v = row.try_get(i).map_err(|e| Error::Protocol {
                             detail: e.to_string(),
                         })?;
-                        b.push(v.map(str::as_bytes))?;
+                        col.push(v.map(str::to_string));
                     }
-                    *rows += 1;
                 }
             }
             SimpleQueryMessage::CommandComplete(n) => {
-                let (mut result, mut builders, rows) = current.take().unwrap_or_default();
-                result.chunks.push(Chunk {
-                    rows,
-                    columns: builders.iter_mut().map(|b| b.take()).collect(),
-                });
-                result.command = commands.get(results.len()).cloned().flatten();
-                result.row_count = row_count(result.command.as_deref(), Some(n));
-                results.push(result);
+                let (names, columns) = current.take().unwrap_or_default();
+                let command = statements.get(results.len()).and_then(|s| command_of(s));
+                let result = ResultSet {
+                    row_count: row_count(command.as_deref(), Some(n)),
+                    command,
+                    fields: names
+                        .into_iter()
+                        .map(|name| Field {
+                            name,
+                            type_oid: 0,
+                            table_oid: 0,
+                            column_id: 0,
+                            type_modifier: -1,
+                        })
+                        .collect(),
+                    chunks: Vec::new(),
+                };
+                results.push((result, columns));
             }
             _ => {}
         }
     }
-    Ok(results)
+    let mut out = Vec::with_capacity(results.len());
+    for (i, (mut result, columns)) in results.into_iter().enumerate() {
+        if !result.fields.is_empty() {
+            // Preparing (not running) the statement again tells its column types.
+            let prepared = match statements.get(i) {
+                Some(text) => conn.client.prepare(text).await.ok(),
+                None => None,
+            };
+            let types = prepared
+                .as_ref()
+                .map(|p| p.columns())
+                .filter(|c| c.len() == result.fields.len());
+            typed_chunk(&mut result, columns, types, conn.decode)?;
+        }
+        out.push(result);
+    }
+    Ok(out)
+}
+
+fn typed_chunk(
+    result: &mut ResultSet,
+    columns: TextColumns,
+    types: Option<&[Column]>,
+    decode: DecodeOptions,
+) -> Result<(), Error> {
+    let rows = columns.first().map_or(0, Vec::len);
+    let mut built = Vec::with_capacity(columns.len());
+    for (i, values) in columns.into_iter().enumerate() {
+        let decoder = match types {
+            Some(cols) => {
+                let c = &cols[i];
+                result.fields[i] = fields(std::slice::from_ref(c)).remove(0);
+                value::text_decoder(&Decoder::for_type(c.type_(), decode))
+            }
+            None => Decoder::Utf8,
+        };
+        let mut b = ColumnBuilder::new(decoder.clone());
+        for v in &values {
+            match v {
+                Some(text) => b.push(Some(&value::text_to_wire(&decoder, text)?))?,
+                None => b.push(None)?,
+            }
+        }
+        built.push(b.take());
+    }
+    result.chunks.push(Chunk {
+        rows,
+        columns: built,
+    });
+    Ok(())
 }
 
 fn row_count(command: Option<&str>, affected: Option<u64>) -> Option<u64> {
@@ -359,17 +409,29 @@ fn row_count(command: Option<&str>, affected: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Splits SQL text into statements at top-level semicolons, aware of quotes, dollar quotes
-/// and comments. Pieces holding only whitespace or comments are dropped.
-pub fn split_statements(sql: &str) -> Vec<&str> {
+/// What a lexical pass over SQL text finds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Scan<'a> {
+    /// Statements split at top-level semicolons; pieces with only whitespace or comments dropped.
+    pub statements: Vec<&'a str>,
+    /// The highest `$n`: the number of parameters the server will expect.
+    pub max_param: usize,
+}
+
+/// Splits SQL text into statements and finds its parameters, aware of quotes, dollar quotes,
+/// comments and `BEGIN ATOMIC … END` bodies.
+pub fn scan(sql: &str) -> Scan<'_> {
     let b = sql.as_bytes();
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
-    let (mut out, mut start, mut code, mut i) = (Vec::new(), 0usize, false, 0usize);
+    let ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c >= 0x80;
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let mut out = Scan::default();
+    let (mut start, mut code, mut i) = (0usize, false, 0usize);
+    let (mut prev_word, mut word_end, mut atomic) = ("", usize::MAX, 0i32);
     while i < b.len() {
-        match b[i] {
+        let c = b[i];
+        match c {
             b'\'' => {
-                let escapes =
-                    i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !ident(b[i - 2]));
+                let escapes = word_end == i && prev_word.eq_ignore_ascii_case("e");
                 i += 1;
                 while i < b.len() {
                     if escapes && b[i] == b'\\' {
@@ -417,29 +479,53 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
                 }
                 continue;
             }
-            b'$' if i == 0 || !ident(b[i - 1]) => {
-                let tag_end = b[i + 1..]
+            b'$' => {
+                code = true;
+                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits > 0 {
+                    let n = sql[i + 1..i + 1 + digits]
+                        .parse::<usize>()
+                        .unwrap_or(usize::MAX);
+                    out.max_param = out.max_param.max(n);
+                    i += 1 + digits;
+                    continue;
+                }
+                let tag_len = b[i + 1..]
                     .iter()
-                    .position(|&c| !ident(c))
-                    .map(|p| i + 1 + p);
-                match tag_end {
-                    Some(end)
-                        if b[end] == b'$'
-                            && !b[i + 1..end].first().is_some_and(u8::is_ascii_digit) =>
-                    {
-                        let tag = &sql[i..=end];
-                        code = true;
-                        match sql[end + 1..].find(tag) {
-                            Some(p) => i = end + 1 + p + tag.len() - 1,
-                            None => i = b.len(),
-                        }
+                    .take_while(|&&c| ident(c) && c != b'$')
+                    .count();
+                if b.get(i + 1 + tag_len) == Some(&b'$') {
+                    let tag = &sql[i..i + tag_len + 2];
+                    match sql[i + tag.len()..].find(tag) {
+                        Some(p) => i += tag.len() + p + tag.len(),
+                        None => i = b.len(),
                     }
-                    _ => code = true,
+                    continue;
                 }
             }
-            b';' => {
+            c if ident_start(c) => {
+                let s = i;
+                while i < b.len() && ident(b[i]) {
+                    i += 1;
+                }
+                let word = &sql[s..i];
+                if atomic > 0 {
+                    if word.eq_ignore_ascii_case("case") {
+                        atomic += 1;
+                    } else if word.eq_ignore_ascii_case("end") {
+                        atomic -= 1;
+                    }
+                } else if word.eq_ignore_ascii_case("atomic")
+                    && prev_word.eq_ignore_ascii_case("begin")
+                {
+                    atomic = 1;
+                }
+                (prev_word, word_end, code) = (word, i, true);
+                continue;
+            }
+            b';' if atomic == 0 => {
                 if code {
-                    out.push(sql[start..i].trim());
+                    out.statements.push(sql[start..i].trim());
                 }
                 start = i + 1;
                 code = false;
@@ -450,7 +536,7 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
         i += 1;
     }
     if code && start < sql.len() {
-        out.push(sql[start..].trim());
+        out.statements.push(sql[start..].trim());
     }
     out
 }
@@ -477,8 +563,25 @@ pub fn command_of(sql: &str) -> Option<String> {
     };
     Some(match main.as_str() {
         "VALUES" | "TABLE" => "SELECT".to_string(),
+        // CREATE TABLE … AS SELECT and CREATE MATERIALIZED VIEW … AS report `SELECT n`.
+        "CREATE" if creates_from_query(&words) => "SELECT".to_string(),
         _ => main,
     })
+}
+
+fn creates_from_query(words: &[&str]) -> bool {
+    let Some(as_at) = words.iter().position(|w| w.eq_ignore_ascii_case("as")) else {
+        return false;
+    };
+    let target = words[..as_at]
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case("table") || w.eq_ignore_ascii_case("materialized"));
+    let query = words.get(as_at + 1).is_some_and(|w| {
+        ["select", "with", "values", "table", "execute"]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k))
+    });
+    target && query
 }
 
 /// Words outside parentheses, quotes and comments (enough to find a statement's verb).
@@ -524,6 +627,30 @@ fn top_level_words(sql: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn split_statements(sql: &str) -> Vec<&str> {
+        scan(sql).statements
+    }
+
+    #[test]
+    fn finds_parameters() {
+        assert_eq!(scan("select $1, $3").max_param, 3);
+        assert_eq!(
+            scan("select '$4', \"$5\", $$ $6 $$ -- $7\n /* $8 */").max_param,
+            0
+        );
+        assert_eq!(scan("select a$1 from t where x = $2").max_param, 2);
+        assert_eq!(scan("select $tag$ $9 $tag$, $1").max_param, 1);
+    }
+
+    #[test]
+    fn begin_atomic_bodies_are_one_statement() {
+        let sql = "create function f() returns int language sql begin atomic select case when true then 1 end; end; select f()";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(parts[0].ends_with("end"));
+        assert_eq!(parts[1], "select f()");
+    }
 
     #[test]
     fn splits_only_top_level_semicolons() {

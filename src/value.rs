@@ -66,6 +66,15 @@ pub enum Decoder {
     Inet,
     Macaddr,
     Bit,
+    Money,
+    Point,
+    Lseg,
+    Box,
+    Line,
+    Circle,
+    Lsn,
+    Tid,
+    Xid8,
     Array(Box<Decoder>),
     /// A type without a known binary form: text when the bytes are UTF-8, else `\x` hex.
     Fallback,
@@ -100,6 +109,15 @@ impl Decoder {
             Type::INET | Type::CIDR => Decoder::Inet,
             Type::MACADDR | Type::MACADDR8 => Decoder::Macaddr,
             Type::BIT | Type::VARBIT => Decoder::Bit,
+            Type::MONEY => Decoder::Money,
+            Type::POINT => Decoder::Point,
+            Type::LSEG => Decoder::Lseg,
+            Type::BOX => Decoder::Box,
+            Type::LINE => Decoder::Line,
+            Type::CIRCLE => Decoder::Circle,
+            Type::PG_LSN => Decoder::Lsn,
+            Type::TID => Decoder::Tid,
+            Type::XID8 => Decoder::Xid8,
             _ => match ty.kind() {
                 PgKind::Array(elem) => Decoder::Array(Box::new(Decoder::for_type(elem, opts))),
                 PgKind::Domain(base) => Decoder::for_type(base, opts),
@@ -162,7 +180,18 @@ fn float(raw: &[u8], d: &Decoder) -> Result<f64, Error> {
         Decoder::Int2 => i16::from_be_bytes(fixed(raw, "int2")?) as f64,
         Decoder::Int4 => i32::from_be_bytes(fixed(raw, "int4")?) as f64,
         Decoder::Oid => u32::from_be_bytes(fixed(raw, "oid")?) as f64,
-        Decoder::Float4 => f32::from_be_bytes(fixed(raw, "float4")?) as f64,
+        // Via the shortest decimal form, so 1.1::float4 reads as 1.1, as it prints in psql.
+        Decoder::Float4 => {
+            let f = f32::from_be_bytes(fixed(raw, "float4")?);
+            if f.is_finite() {
+                ryu::Buffer::new()
+                    .format_finite(f)
+                    .parse()
+                    .unwrap_or(f as f64)
+            } else {
+                f as f64
+            }
+        }
         Decoder::Float8 => f64::from_be_bytes(fixed(raw, "float8")?),
         _ => unreachable!("not a number decoder"),
     })
@@ -394,6 +423,46 @@ fn write_bits(out: &mut String, raw: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// `money` as PostgreSQL prints it in the C locale (what DSQL and default servers use).
+fn write_money(out: &mut String, cents: i64) {
+    if cents < 0 {
+        out.push('-');
+    }
+    let c = cents.unsigned_abs();
+    let whole = (c / 100).to_string();
+    out.push('$');
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    let _ = write!(out, ".{:02}", c % 100);
+}
+
+fn write_geometry(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error> {
+    let count = match d {
+        Decoder::Point => 2,
+        Decoder::Line | Decoder::Circle => 3,
+        _ => 4,
+    };
+    if raw.len() != count * 8 {
+        return Err(bad("geometric"));
+    }
+    let v: Vec<f64> = raw
+        .chunks_exact(8)
+        .map(|c| f64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let _ = match d {
+        Decoder::Point => write!(out, "({},{})", v[0], v[1]),
+        Decoder::Line => write!(out, "{{{},{},{}}}", v[0], v[1], v[2]),
+        Decoder::Circle => write!(out, "<({},{}),{}>", v[0], v[1], v[2]),
+        Decoder::Lseg => write!(out, "[({},{}),({},{})]", v[0], v[1], v[2], v[3]),
+        _ => write!(out, "({},{}),({},{})", v[0], v[1], v[2], v[3]),
+    };
+    Ok(())
+}
+
 fn write_hex(out: &mut String, raw: &[u8]) {
     out.reserve(raw.len() * 2);
     for b in raw {
@@ -409,7 +478,14 @@ fn utf8<'a>(raw: &'a [u8], what: &str) -> Result<&'a str, Error> {
 pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error> {
     match d {
         Decoder::Utf8 => out.push_str(utf8(raw, "text")?),
-        Decoder::Char => out.push_str(&String::from_utf8_lossy(raw)),
+        Decoder::Char => match raw.first() {
+            // PostgreSQL prints a high-bit "char" as a backslash and three octal digits.
+            Some(&c) if c >= 0x80 => {
+                let _ = write!(out, "\\{c:03o}");
+            }
+            Some(&c) if c != 0 => out.push(c as char),
+            _ => {}
+        },
         Decoder::Int8Text => {
             let _ = write!(out, "{}", i64::from_be_bytes(fixed(raw, "int8")?));
         }
@@ -429,9 +505,33 @@ pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error
             }
         }
         Decoder::Bit => write_bits(out, raw)?,
+        Decoder::Money => write_money(out, i64::from_be_bytes(fixed(raw, "money")?)),
+        Decoder::Point | Decoder::Lseg | Decoder::Box | Decoder::Line | Decoder::Circle => {
+            write_geometry(out, d, raw)?
+        }
+        Decoder::Lsn => {
+            let v = u64::from_be_bytes(fixed(raw, "pg_lsn")?);
+            let _ = write!(out, "{:X}/{:X}", v >> 32, v & 0xffff_ffff);
+        }
+        Decoder::Tid => {
+            let t: [u8; 6] = fixed(raw, "tid")?;
+            let block = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+            let _ = write!(out, "({block},{})", u16::from_be_bytes([t[4], t[5]]));
+        }
+        Decoder::Xid8 => {
+            let _ = write!(out, "{}", u64::from_be_bytes(fixed(raw, "xid8")?));
+        }
+        // Types whose binary form is their text (extensions' string types, enums of unknown
+        // oid) read as text; anything else is shown as hex rather than as garbled characters.
         Decoder::Fallback => match std::str::from_utf8(raw) {
-            Ok(s) => out.push_str(s),
-            Err(_) => {
+            Ok(s)
+                if !s
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
+            {
+                out.push_str(s)
+            }
+            _ => {
                 out.push_str("\\x");
                 write_hex(out, raw);
             }
@@ -575,6 +675,112 @@ fn write_dimension(
     }
     out.push(']');
     Ok(())
+}
+
+/// For results of the simple protocol (text format): the decoder a column of type `d` is built
+/// with, and [`text_to_wire`] turns each text value into that decoder's input.
+pub fn text_decoder(d: &Decoder) -> Decoder {
+    match d {
+        Decoder::Bool
+        | Decoder::Int8Text
+        | Decoder::Int8Big
+        | Decoder::Bytea
+        | Decoder::Timestamptz
+        | Decoder::Timestamp => d.clone(),
+        Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => {
+            Decoder::Float8
+        }
+        Decoder::Json | Decoder::Jsonb => Decoder::Json,
+        // Everything else is wanted in PostgreSQL's own text form, which is what arrived.
+        _ => Decoder::Utf8,
+    }
+}
+
+/// A text-format value → the binary form [`text_decoder`]'s decoder reads.
+pub fn text_to_wire(d: &Decoder, text: &str) -> Result<Vec<u8>, Error> {
+    let wrong = || bad("text-format");
+    Ok(match d {
+        Decoder::Bool => vec![u8::from(text == "t")],
+        Decoder::Float8 => text
+            .parse::<f64>()
+            .map_err(|_| wrong())?
+            .to_be_bytes()
+            .to_vec(),
+        Decoder::Int8Text | Decoder::Int8Big => text
+            .parse::<i64>()
+            .map_err(|_| wrong())?
+            .to_be_bytes()
+            .to_vec(),
+        Decoder::Bytea => {
+            let hex = text.strip_prefix("\\x").ok_or_else(wrong)?;
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(wrong)
+                })
+                .collect::<Result<_, _>>()?
+        }
+        Decoder::Timestamptz | Decoder::Timestamp => parse_timestamp_us(text)
+            .ok_or_else(wrong)?
+            .to_be_bytes()
+            .to_vec(),
+        _ => text.as_bytes().to_vec(),
+    })
+}
+
+/// PostgreSQL's ISO timestamp output → microseconds since 2000-01-01 UTC (a `timestamp` without
+/// zone is taken as UTC wall-clock time, as its binary form is).
+fn parse_timestamp_us(text: &str) -> Option<i64> {
+    match text {
+        "infinity" => return Some(i64::MAX),
+        "-infinity" => return Some(i64::MIN),
+        _ => {}
+    }
+    let (text, bc) = match text.strip_suffix(" BC") {
+        Some(t) => (t, true),
+        None => (text, false),
+    };
+    let (date, rest) = text.split_once(' ')?;
+    let mut ymd = date.splitn(3, '-');
+    let year: i64 = ymd.next()?.parse().ok()?;
+    let (month, day): (i64, i64) = (ymd.next()?.parse().ok()?, ymd.next()?.parse().ok()?);
+    let year = if bc { 1 - year } else { year };
+    let zone_at = rest.find(['+', '-']);
+    let (clock, zone) = match zone_at {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let mut hms = clock.splitn(3, ':');
+    let (h, m): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+    let sec = hms.next()?;
+    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+    let s: i64 = whole.parse().ok()?;
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").get(..6)?.parse().ok()?
+    };
+    let offset_secs = match zone {
+        None => 0,
+        Some(z) => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let mut parts = z[1..].split(':').map(|p| p.parse::<i64>().ok());
+            let hh = parts.next()??;
+            let mm = parts.next().flatten().unwrap_or(0);
+            let ss = parts.next().flatten().unwrap_or(0);
+            sign * (hh * 3600 + mm * 60 + ss)
+        }
+    };
+    // Days from civil (proleptic Gregorian), 1970-01-01 = 0.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let unix_secs = days * 86_400 + h * 3600 + m * 60 + s - offset_secs;
+    Some((unix_secs - 946_684_800) * 1_000_000 + micros)
 }
 
 /// One finished column of a chunk. Only the buffers its kind uses are filled.
@@ -832,6 +1038,45 @@ mod tests {
         assert_eq!(text(Decoder::Bit, &[0, 0, 0, 5, 0b1010_1000]), "10101");
         assert_eq!(text(Decoder::Fallback, b"plain"), "plain");
         assert_eq!(text(Decoder::Fallback, &[0xff, 0x00]), "\\xff00");
+        assert_eq!(text(Decoder::Fallback, &[0, 0, 1]), "\\x000001");
+        assert_eq!(
+            text(Decoder::Money, &(-123_456_789i64).to_be_bytes()),
+            "-$1,234,567.89"
+        );
+        assert_eq!(text(Decoder::Money, &5i64.to_be_bytes()), "$0.05");
+        let mut p = 1.5f64.to_be_bytes().to_vec();
+        p.extend_from_slice(&(-2.0f64).to_be_bytes());
+        assert_eq!(text(Decoder::Point, &p), "(1.5,-2)");
+        assert_eq!(text(Decoder::Char, &[0xc3]), "\\303");
+        assert_eq!(
+            text(Decoder::Lsn, &0x0000_0001_0000_00ffu64.to_be_bytes()),
+            "1/FF"
+        );
+        assert_eq!(float(&1.1f32.to_be_bytes(), &Decoder::Float4).unwrap(), 1.1);
+    }
+
+    #[test]
+    fn text_format_values() {
+        let us = |t: &str| parse_timestamp_us(t).unwrap();
+        assert_eq!(us("2000-01-01 00:00:00+00"), 0);
+        assert_eq!(us("2000-01-01 05:30:00.5+05:30"), 500_000);
+        assert_eq!(us("1999-12-31 23:59:59.999999"), -1);
+        assert_eq!(
+            us("1970-01-01 00:00:00-01"),
+            (3600 - 946_684_800) * 1_000_000
+        );
+        assert_eq!(us("infinity"), i64::MAX);
+        assert!(parse_timestamp_us("yesterday").is_none());
+        assert_eq!(
+            text_to_wire(&Decoder::Bytea, "\\x01ff").unwrap(),
+            vec![1, 255]
+        );
+        assert_eq!(
+            text_to_wire(&Decoder::Float8, "NaN").unwrap(),
+            f64::NAN.to_be_bytes().to_vec()
+        );
+        assert_eq!(text_decoder(&Decoder::Int4), Decoder::Float8);
+        assert_eq!(text_decoder(&Decoder::Numeric), Decoder::Utf8);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! `NativeClient`: one connection, its queries, its end.
 
-use super::convert::{ConnectInfo, NativeError, RawResult};
+use super::convert::{AwsCredentials, ConnectInfo, NativeError, RawResult};
+use super::settle;
 use crate::config::{self, Inputs};
 use crate::error::Error;
 use crate::query::{self, Conn, ResultSet};
 use crate::value::DecodeOptions;
 use crate::{connect, tls};
+use aws_credential_types::Credentials;
 use napi::bindgen_prelude::{Either, PromiseRaw};
 use napi::{Env, Result};
 use napi_derive::napi;
@@ -61,6 +63,7 @@ impl NativeClient {
         connection_string: Option<String>,
         environment: HashMap<String, String>,
         int8_as_bigint: bool,
+        credentials: Option<AwsCredentials>,
     ) -> Result<PromiseRaw<'env, Either<ConnectInfo, NativeError>>> {
         {
             let mut state = self.state.lock().expect("client state");
@@ -77,7 +80,12 @@ impl NativeClient {
             env: environment,
         };
         let work = async move {
-            let result = open(&inputs, DecodeOptions { int8_as_bigint }).await;
+            let result = open(
+                &inputs,
+                credentials.map(Credentials::from),
+                DecodeOptions { int8_as_bigint },
+            )
+            .await;
             let mut st = state.lock().expect("client state");
             match result {
                 Ok((open, info)) => {
@@ -156,11 +164,12 @@ impl NativeClient {
 
 async fn open(
     inputs: &Inputs,
+    credentials: Option<Credentials>,
     decode: DecodeOptions,
 ) -> std::result::Result<(Open, ConnectInfo), Error> {
     let config = config::resolve(inputs)?;
     let tls = tls::client_config(&config)?;
-    let session = connect::connect(&config, &tls).await?;
+    let session = connect::connect(&config, &tls, credentials.as_ref()).await?;
     let conn = Arc::new(Conn {
         client: session.client,
         statements: Default::default(),
@@ -176,19 +185,6 @@ async fn open(
         },
         ConnectInfo::from(&config),
     ))
-}
-
-fn settle<'env, T, F>(env: &'env Env, work: F) -> Result<PromiseRaw<'env, Either<T, NativeError>>>
-where
-    T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
-    F: Future<Output = std::result::Result<T, Error>> + Send + 'static,
-{
-    env.spawn_future_with_callback(async move { Ok(work.await) }, |_, r| {
-        Ok(match r {
-            Ok(v) => Either::A(v),
-            Err(e) => Either::B(NativeError::from(&e)),
-        })
-    })
 }
 
 type BoxedQuery = Pin<Box<dyn Future<Output = std::result::Result<Vec<ResultSet>, Error>> + Send>>;

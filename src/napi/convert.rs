@@ -96,6 +96,24 @@ impl From<&Error> for NativeError {
     }
 }
 
+/// AWS credentials handed over by the caller (the `credentials` option). Never logged.
+#[napi(object)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl From<AwsCredentials> for aws_credential_types::Credentials {
+    fn from(c: AwsCredentials) -> Self {
+        crate::token::static_credentials(
+            &c.access_key_id,
+            &c.secret_access_key,
+            c.session_token.as_deref(),
+        )
+    }
+}
+
 /// What a successful connect settled on.
 #[napi(object)]
 pub struct ConnectInfo {

@@ -4,12 +4,67 @@
 mod client;
 mod convert;
 
-use convert::{NativeError, ResolvedConfig};
+use convert::{AwsCredentials, NativeError, ResolvedConfig};
 
 use crate::config::{self, Inputs};
-use napi::bindgen_prelude::Either;
+use crate::error::Error;
+use crate::token::{self, GenerateOptions};
+use napi::bindgen_prelude::{Either, PromiseRaw, ToNapiValue};
+use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Runs `work` on the runtime and settles with its value or a `NativeError`: the promise never
+/// rejects, so `index.js` can raise its own Error classes with their codes.
+pub(crate) fn settle<'env, T, F>(
+    env: &'env Env,
+    work: F,
+) -> napi::Result<PromiseRaw<'env, Either<T, NativeError>>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    env.spawn_future_with_callback(async move { Ok(work.await) }, |_, r| {
+        Ok(match r {
+            Ok(v) => Either::A(v),
+            Err(e) => Either::B(NativeError::from(&e)),
+        })
+    })
+}
+
+/// Mints a DSQL auth token. `options`: host, region, user, expiresIn, profile (strings).
+#[napi(ts_return_type = "Promise<string | NativeError>")]
+pub fn generate_token<'env>(
+    env: &'env Env,
+    options: HashMap<String, String>,
+    environment: HashMap<String, String>,
+    credentials: Option<AwsCredentials>,
+    signing_time_millis: Option<f64>,
+) -> napi::Result<PromiseRaw<'env, Either<String, NativeError>>> {
+    let get = |k: &str| options.get(k).filter(|v| !v.is_empty()).cloned();
+    let expires_in = get("expiresIn").map(|v| v.trim().parse::<u64>().unwrap_or(0));
+    let opts = GenerateOptions {
+        host: get("host").unwrap_or_default(),
+        region: get("region"),
+        env_region: environment
+            .get("AWS_REGION")
+            .or(environment.get("AWS_DEFAULT_REGION"))
+            .cloned(),
+        user: get("user"),
+        expires_in,
+        profile: get("profile"),
+        signed_at: signing_time_millis
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0.0) as u64)),
+    };
+    let credentials = credentials.map(aws_credential_types::Credentials::from);
+    settle(env, async move {
+        token::generate(&opts, credentials.as_ref())
+            .await
+            .map(|t| t.expose().to_string())
+    })
+}
 
 /// The environment variables the configuration resolver reads.
 #[napi]
