@@ -24,6 +24,11 @@ export declare class NativeClient {
   query(sql: string, params: Array<string | undefined | null>): Promise<Array<RawResult> | NativeError>
   /** Closes the connection. Pending queries settle with `CLIENT_CLOSED`. Idempotent. */
   end(): Promise<undefined>
+  /**
+   * Sends a CancelRequest for what the connection is running (through the tunnel, TLS with
+   * the DSQL hostname as SNI). Settles with `undefined` or a `NativeError`.
+   */
+  cancel(): Promise<undefined | NativeError>
   /** Whether the connection is open and its socket alive. */
   get isOpen(): boolean
 }
@@ -77,6 +82,8 @@ export interface NativeError {
   routine?: string
   /** The SQLSTATE behind a client code (e.g. `08P01` behind `SNI_REFUSED`). */
   sqlstate?: string
+  /** For `CONNECTION_LOST`: whether the query had been sent (false: safe to run elsewhere). */
+  sent?: boolean
   errno?: number
   syscall?: string
   address?: string

@@ -52,6 +52,35 @@ export interface ClientConfig {
   connectionString?: string
   /** How int8 (bigint) columns arrive: `'string'` (default, exact) or `'bigint'`. */
   int8?: 'string' | 'bigint'
+  /** Default timeout of every query, in milliseconds (0: none). On expiry a CancelRequest goes
+   * through the tunnel (TLS, same SNI) and the query rejects with `57014`. */
+  queryTimeoutMillis?: number
+}
+
+export interface PoolConfig extends ClientConfig {
+  /** Most connections open at once. Default 10. */
+  max?: number
+  /** Close a connection idle this long (0: never). Default 600000. */
+  idleTimeoutMillis?: number
+  /** Replace connections after this long (up to 10 % earlier, at random), before DSQL's 60-minute
+   * limit cuts them. Default 3300. 0: no limit. */
+  maxLifetimeSeconds?: number
+  /** Bounds the wait for a connection (free or new, including connecting). Default 10000; 0
+   * waits forever. Rejects with `POOL_TIMEOUT` (or the last connection error). */
+  connectionTimeoutMillis?: number
+}
+
+export interface TransactionOptions {
+  /** Retries after an OCC conflict. Default 3. */
+  retries?: number
+  /** Backoff: from this (default 1 ms) doubling up to maxDelayMillis (default 100), ±jitter (0.25). */
+  minDelayMillis?: number
+  maxDelayMillis?: number
+  jitter?: number
+  /** `'repeatable read'` spells out DSQL's only level (for PostgreSQL); default plain `BEGIN`. */
+  isolation?: 'repeatable read'
+  /** Called before each retry. */
+  onRetry?: (err: Error, attempt: number, delayMillis: number) => void
 }
 
 export interface AwsCredentials {
@@ -100,6 +129,12 @@ export interface QueryResult<R = any> {
 export interface QueryOptions {
   /** `'array'`: each row is an array of values in column order. */
   rowMode?: 'array'
+  /** Cancel the query after this many milliseconds (rejects with `57014`); overrides
+   * `queryTimeoutMillis`, 0 disables. */
+  timeoutMillis?: number
+  /** Cancel the query when this aborts (rejects with an `AbortError`, code `ABORT_ERR`, whose
+   * `cause` is the signal's reason). */
+  signal?: AbortSignal
 }
 
 export interface QueryConfig extends QueryOptions {
@@ -159,6 +194,10 @@ export type ClientErrorCode =
   | 'NOT_CONNECTED'
   | 'ALREADY_CONNECTED'
   | 'PROTOCOL_ERROR'
+  | 'ABORT_ERR'
+  | 'POOL_TIMEOUT'
+  | 'POOL_ENDED'
+  | 'CLIENT_RELEASED'
 
 /** Every error dsql-tunnel raises. */
 export declare class DsqlTunnelError extends Error {
@@ -168,8 +207,13 @@ export declare class DsqlTunnelError extends Error {
   setting?: string
   /** For `INVALID_PARAMETER`: the 0-based index of the value at fault. */
   parameterIndex?: number
-  /** For `SNI_REFUSED`: the server's SQLSTATE (the `DatabaseError` is in `cause`). */
+  /** For `SNI_REFUSED`: the server's SQLSTATE (the `DatabaseError` is in `cause`); for an
+   * `AbortError`, `57014` once the server confirmed the cancel. */
   sqlstate?: string
+  /** For `CONNECTION_LOST`: whether the query had been sent (`false`: safe to run elsewhere). */
+  sent?: boolean
+  /** For an OCC conflict that exhausted its retries: how many attempts were made. */
+  attempts?: number
   errno?: number
   syscall?: string
   address?: string
@@ -203,9 +247,48 @@ export declare class Client {
   query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
   /** Ends the connection; queries still pending reject with `CLIENT_CLOSED`. Idempotent. */
   end(): Promise<void>
+  /** Asks the server to cancel the running query (CancelRequest through the tunnel, TLS, SNI). */
+  cancel(): Promise<void>
+  /** BEGIN, `fn`, COMMIT (ROLLBACK when it throws). On an OCC conflict (`40001`, `OC000`,
+   * `OC001`) the whole callback runs again after a backoff, so it must be idempotent. */
+  transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
   /** The settings in use, once connected. */
   readonly connection: ConnectionInfo | null
+  /** Whether the connection is open (its socket alive). */
+  readonly isOpen: boolean
 }
+
+/** A connection checked out with `pool.connect()`. */
+export declare class PoolClient {
+  query<R = any>(text: string, values?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>
+  query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
+  transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
+  cancel(): Promise<void>
+  readonly isOpen: boolean
+  /** Gives the connection back; with an error (or `true`) it is closed instead. */
+  release(err?: Error | boolean): void
+}
+
+/** A pool with node-postgres's names. Every new connection gets a fresh token. */
+export declare class Pool {
+  constructor(config?: PoolConfig | string)
+  /** Acquire, run, release. Spreads queries over connections; at `max`, pipelines them. */
+  query<R = any>(text: string, values?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>
+  query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
+  /** Checks a connection out exclusively; `release()` it when done. */
+  connect(): Promise<PoolClient>
+  /** `client.transaction` on a checked-out connection. */
+  transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /** Stops new work (`POOL_ENDED`), lets work in flight finish (up to 5 s), closes everything. */
+  end(): Promise<void>
+  readonly totalCount: number
+  readonly idleCount: number
+  readonly waitingCount: number
+}
+
+/** Whether an error is an optimistic-concurrency conflict: `40001`, `OC000`, `OC001`, or an OCC
+ * code in the message. */
+export declare function isOccError(err: unknown): boolean
 
 /** Creates a client and connects it. With no argument, everything comes from the environment. */
 export declare function connect(config?: ClientConfig | string): Promise<Client>

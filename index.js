@@ -7,6 +7,10 @@ const binding = require('./binding.js')
 const { DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidConfig } = require('./lib/errors')
 const { encodeParams } = require('./lib/params')
 const { toResult } = require('./lib/rows')
+const { isOccError, runTransaction } = require('./lib/transaction')
+
+// How long a cancelled query may take to come back before its connection is given up.
+const CANCEL_GRACE_MILLIS = 5000
 
 // Option name → accepted aliases (node-postgres spellings).
 const OPTIONS = {
@@ -71,6 +75,8 @@ class Client {
   // Settles after every query issued before it: results come back in call order.
   #settled = Promise.resolve()
 
+  #queryTimeout = 0
+
   /** @param {string | object} [config] options, or a connection string */
   constructor(config) {
     this.#config = typeof config === 'string' ? { connectionString: config } : config ?? {}
@@ -83,6 +89,9 @@ class Client {
     if (config.connectionString !== undefined && typeof config.connectionString !== 'string') {
       throw invalidConfig('connectionString', 'option connectionString must be a string')
     }
+    const qt = config.queryTimeoutMillis ?? 0
+    if (typeof qt !== 'number' || !(qt >= 0)) throw invalidConfig('queryTimeoutMillis', 'option queryTimeoutMillis must be a number of milliseconds (0: none)')
+    this.#queryTimeout = qt
     const int8 = config.int8 ?? 'string'
     if (int8 !== 'string' && int8 !== 'bigint') throw invalidConfig('int8', "option int8 must be 'string' (the default) or 'bigint'")
     if (typeof config.password === 'function') {
@@ -115,13 +124,18 @@ class Client {
     }
     if (values !== undefined && values !== null && !Array.isArray(values)) throw invalidArgument('values must be an array')
     if (rowMode !== undefined && rowMode !== 'array') throw invalidArgument("rowMode must be 'array' or left out")
+    const timeout = options?.timeoutMillis ?? this.#queryTimeout
+    if (typeof timeout !== 'number' || !(timeout >= 0)) throw invalidArgument('timeoutMillis must be a number of milliseconds')
+    const signal = options?.signal
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgument('signal must be an AbortSignal')
+    if (signal?.aborted) throw abortError(signal)
     const params = values ? encodeParams(values) : []
     const previous = this.#settled
     const pending = this.#native.query(text, params)
     let release
     this.#settled = new Promise((resolve) => (release = resolve))
     try {
-      const r = await pending
+      const r = timeout > 0 || signal ? await this.#cancellable(pending, timeout, signal) : await pending
       // Tasks finish on tokio threads in any order; settle in the order the queries were sent.
       await previous
       if (isNativeError(r)) throw fromNative(r)
@@ -130,6 +144,64 @@ class Client {
     } finally {
       release()
     }
+  }
+
+  // Sends a CancelRequest when the timeout passes or the signal aborts, then waits (a bounded
+  // time) for the server to end the query with 57014, keeping the connection usable.
+  async #cancellable(pending, timeout, signal) {
+    let reason = null
+    let timer, grace, onAbort
+    const cancelled = new Promise((resolve) => {
+      const cancel = (why) => {
+        if (reason) return
+        reason = why
+        this.#native.cancel()
+        grace = setTimeout(resolve, CANCEL_GRACE_MILLIS)
+      }
+      if (timeout > 0) timer = setTimeout(() => cancel('timeout'), timeout)
+      if (signal) signal.addEventListener('abort', (onAbort = () => cancel('abort')), { once: true })
+    })
+    try {
+      const r = await Promise.race([pending, cancelled.then(() => null)])
+      if (r === null) {
+        // The server never answered the cancel: the connection's state is unknown, so close it.
+        this.#native.end()
+        const err = new DsqlTunnelError('57014', `the query was cancelled (${reason}) but the server did not confirm within ${CANCEL_GRACE_MILLIS} ms; the connection was closed`)
+        throw reason === 'abort' ? abortError(signal, err) : err
+      }
+      if (reason === 'abort' && isNativeError(r) && r.code === '57014') throw abortError(signal, fromNative(r))
+      return r
+    } finally {
+      clearTimeout(timer)
+      clearTimeout(grace)
+      if (onAbort) signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Asks the server to cancel the query this client is running (a CancelRequest through the
+   * tunnel, over TLS with the DSQL hostname as SNI). */
+  async cancel() {
+    const r = await this.#native.cancel()
+    if (isNativeError(r)) throw fromNative(r)
+  }
+
+  /**
+   * Runs `fn` in a transaction; on an optimistic-concurrency conflict (40001, OC000, OC001) the
+   * whole callback runs again, so it must be idempotent.
+   * @param {(client: Client) => Promise<T>} fn
+   * @param {{retries?: number, minDelayMillis?: number, maxDelayMillis?: number, jitter?: number,
+   *   isolation?: 'repeatable read', onRetry?: (err: Error, attempt: number, delayMillis: number) => void}} [options]
+   * @template T
+   */
+  async transaction(fn, options) {
+    if (typeof fn !== 'function') throw invalidArgument('transaction needs a function')
+    checkTransactionOptions(options)
+    return runTransaction(this, fn, options)
+  }
+
+  /** Whether the connection is open (its socket alive). */
+  get isOpen() {
+    return this.#native.isOpen
   }
 
   /** Closes the connection; queries still pending reject with `CLIENT_CLOSED`. Idempotent. */
@@ -148,6 +220,23 @@ class Client {
       ? `Client { host: ${i.host}, hostaddr: ${i.hostaddr ?? '-'}, port: ${i.port}, user: ${i.user}, database: ${i.database}, open: ${this.#native.isOpen} }`
       : 'Client { not connected }'
   }
+}
+
+function abortError(signal, serverError) {
+  const err = new DsqlTunnelError('ABORT_ERR', 'the query was aborted', { cause: signal.reason })
+  err.name = 'AbortError'
+  if (serverError) err.sqlstate = serverError.code
+  return err
+}
+
+function checkTransactionOptions(o) {
+  if (o === undefined || o === null) return
+  if (typeof o !== 'object') throw invalidArgument('transaction options must be an object')
+  for (const k of ['retries', 'minDelayMillis', 'maxDelayMillis', 'jitter']) {
+    if (o[k] !== undefined && !(typeof o[k] === 'number' && o[k] >= 0)) throw invalidArgument(`transaction option ${k} must be a number >= 0`)
+  }
+  if (o.isolation !== undefined && o.isolation !== 'repeatable read') throw invalidArgument("isolation must be 'repeatable read' (DSQL's only level) or left out")
+  if (o.onRetry !== undefined && typeof o.onRetry !== 'function') throw invalidArgument('onRetry must be a function')
 }
 
 /** Creates a client and connects it. */
@@ -188,7 +277,12 @@ async function generateToken(options) {
   return r
 }
 
+const { Pool, PoolClient } = require('./lib/pool').makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig })
+
 exports.Client = Client
+exports.Pool = Pool
+exports.PoolClient = PoolClient
+exports.isOccError = isOccError
 exports.generateToken = generateToken
 exports.connect = connect
 exports.resolveConfig = resolveConfig

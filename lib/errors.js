@@ -5,7 +5,7 @@ const SERVER_FIELDS = [
   'severity', 'detail', 'hint', 'position', 'internalPosition', 'internalQuery', 'where', 'schema',
   'table', 'column', 'dataType', 'constraint', 'file', 'line', 'routine',
 ]
-const SOCKET_FIELDS = ['errno', 'syscall', 'address', 'port']
+const SOCKET_FIELDS = ['errno', 'syscall', 'address', 'port', 'sent']
 
 /** Every error dsql-tunnel produces; `code` is stable (see the README's table). */
 class DsqlTunnelError extends Error {

@@ -95,6 +95,37 @@ async fn handshake(
     }
 }
 
+/// Sends a CancelRequest over a new connection to the same tunnel, in TLS with the same SNI
+/// (DSQL's front door accepts nothing else; libpq before 17 and pg send cancels in plaintext).
+pub async fn cancel(
+    config: &Config,
+    tls: &ClientConfig,
+    token: &tokio_postgres::CancelToken,
+) -> Result<(), Error> {
+    let work = async {
+        let stream = dial(config).await?;
+        let mut make = MakeRustlsConnect::new(tls.clone());
+        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
+            &mut make,
+            &config.host,
+        )
+        .unwrap_or_else(|never| match never {});
+        token
+            .cancel_query_raw(stream, connector)
+            .await
+            .map_err(|e| classify(e, config, true))
+    };
+    let after = config
+        .connect_timeout
+        .unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
+    tokio::time::timeout(after, work)
+        .await
+        .map_err(|_| Error::ConnectTimeout {
+            addr: config.dial_target(),
+            after,
+        })?
+}
+
 async fn dial(config: &Config) -> Result<TcpStream, Error> {
     let target = config.dial_target();
     let addrs: Vec<SocketAddr> = match &config.hostaddr {
@@ -246,7 +277,7 @@ pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> 
         } else {
             text
         };
-        return Error::ConnectionLost { detail };
+        return Error::ConnectionLost { detail, sent: true };
     }
     Error::Protocol { detail: text }
 }

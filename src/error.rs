@@ -72,8 +72,9 @@ pub enum Error {
     PasswordMissing,
     /// An error the server sent.
     Server(Box<ServerError>),
-    /// The connection dropped while it was in use.
-    ConnectionLost { detail: String },
+    /// The connection dropped while it was in use. `sent` is false when the query never left
+    /// (the connection was already gone): then it is safe to run it elsewhere.
+    ConnectionLost { detail: String, sent: bool },
     /// The client was ended with `end()`.
     Closed,
     /// A query was issued before `connect()` finished.
@@ -235,7 +236,7 @@ impl fmt::Display for Error {
                  a DSQL auth token (aws dsql generate-db-connect-auth-token)",
             ),
             Error::Server(e) => f.write_str(&e.message),
-            Error::ConnectionLost { detail } => write!(
+            Error::ConnectionLost { detail, .. } => write!(
                 f,
                 "the connection was lost ({detail}). The tunnel may have closed, or DSQL ended the \
                  connection (connections last at most 60 minutes): connect again"

@@ -108,7 +108,31 @@ pub struct Conn {
     pub client: Client,
     pub statements: Mutex<StatementCache>,
     pub decode: DecodeOptions,
-    pub host: String,
+    /// Where and how to send a CancelRequest: through the same tunnel, with the same TLS name.
+    pub config: Arc<crate::config::Config>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Conn {
+    pub fn new(
+        client: Client,
+        config: Arc<crate::config::Config>,
+        tls: Arc<rustls::ClientConfig>,
+        decode: DecodeOptions,
+    ) -> Conn {
+        Conn {
+            client,
+            statements: Default::default(),
+            decode,
+            config,
+            tls,
+        }
+    }
+
+    /// Asks the server to cancel what this connection is running.
+    pub async fn cancel(&self) -> Result<(), Error> {
+        crate::connect::cancel(&self.config, &self.tls, &self.client.cancel_token()).await
+    }
 }
 
 fn query_error(e: tokio_postgres::Error) -> Error {
@@ -117,7 +141,10 @@ fn query_error(e: tokio_postgres::Error) -> Error {
     }
     let text = e.to_string();
     if e.is_closed() || text.contains("closed") {
-        return Error::ConnectionLost { detail: text };
+        return Error::ConnectionLost {
+            detail: text,
+            sent: true,
+        };
     }
     Error::Protocol { detail: text }
 }

@@ -152,6 +152,25 @@ impl NativeClient {
         })
     }
 
+    /// Sends a CancelRequest for what the connection is running (through the tunnel, TLS with
+    /// the DSQL hostname as SNI). Settles with `undefined` or a `NativeError`.
+    #[napi(ts_return_type = "Promise<undefined | NativeError>")]
+    pub fn cancel<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<PromiseRaw<'env, Either<(), NativeError>>> {
+        let conn = match &*self.state.lock().expect("client state") {
+            State::Open(o) => Some(o.conn.clone()),
+            _ => None,
+        };
+        settle(env, async move {
+            match conn {
+                Some(c) => c.cancel().await,
+                None => Err(Error::NotConnected),
+            }
+        })
+    }
+
     /// Whether the connection is open and its socket alive.
     #[napi(getter)]
     pub fn is_open(&self) -> bool {
@@ -170,12 +189,8 @@ async fn open(
     let config = config::resolve(inputs)?;
     let tls = tls::client_config(&config)?;
     let session = connect::connect(&config, &tls, credentials.as_ref()).await?;
-    let conn = Arc::new(Conn {
-        client: session.client,
-        statements: Default::default(),
-        decode,
-        host: config.host.clone(),
-    });
+    let info = ConnectInfo::from(&config);
+    let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode));
     let (closed, _) = watch::channel(false);
     Ok((
         Open {
@@ -183,7 +198,7 @@ async fn open(
             task: session.task,
             closed,
         },
-        ConnectInfo::from(&config),
+        info,
     ))
 }
 

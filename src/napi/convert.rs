@@ -33,6 +33,8 @@ pub struct NativeError {
     pub routine: Option<String>,
     /// The SQLSTATE behind a client code (e.g. `08P01` behind `SNI_REFUSED`).
     pub sqlstate: Option<String>,
+    /// For `CONNECTION_LOST`: whether the query had been sent (false: safe to run elsewhere).
+    pub sent: Option<bool>,
     pub errno: Option<i32>,
     pub syscall: Option<String>,
     pub address: Option<String>,
@@ -88,6 +90,10 @@ impl From<&Error> for NativeError {
             line: s(|s| s.line.map(|l| l.to_string())),
             routine: s(|s| s.routine.clone()),
             sqlstate: server.map(|s| s.code.clone()),
+            sent: match e {
+                Error::ConnectionLost { sent, .. } => Some(*sent),
+                _ => None,
+            },
             errno,
             syscall,
             address,

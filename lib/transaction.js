@@ -1,0 +1,52 @@
+'use strict'
+// Transactions that retry on optimistic-concurrency conflicts, as AWS's DSQL connectors do.
+
+// DSQL reports conflicts at COMMIT as 40001 with the OCC code in the message; older servers sent
+// OC000/OC001 as the code itself.
+const OCC_IN_MESSAGE = /\bOC00[01]\b/
+
+/** Whether `err` is an optimistic-concurrency conflict worth retrying the whole transaction for. */
+function isOccError(err) {
+  if (err === null || typeof err !== 'object') return false
+  const code = err.code
+  if (code === '40001' || code === 'OC000' || code === 'OC001') return true
+  return typeof err.message === 'string' && OCC_IN_MESSAGE.test(err.message)
+}
+
+const DEFAULTS = { retries: 3, minDelayMillis: 1, maxDelayMillis: 100, jitter: 0.25 }
+
+function delayFor(attempt, o) {
+  const base = Math.min(o.maxDelayMillis, o.minDelayMillis * 2 ** (attempt - 1))
+  return Math.max(0, base * (1 + (Math.random() * 2 - 1) * o.jitter))
+}
+
+/**
+ * BEGIN, fn(client), COMMIT; ROLLBACK when fn throws. An OCC conflict rolls back and runs the
+ * whole callback again (so it must be idempotent), with exponential backoff and jitter.
+ */
+async function runTransaction(client, fn, options = {}) {
+  const o = { ...DEFAULTS, ...options }
+  // DSQL has only REPEATABLE READ (plain BEGIN); PostgreSQL needs it spelled out to match.
+  const begin = o.isolation === 'repeatable read' ? 'BEGIN ISOLATION LEVEL REPEATABLE READ' : 'BEGIN'
+  for (let attempt = 1; ; attempt++) {
+    let result
+    try {
+      await client.query(begin)
+      result = await fn(client)
+      await client.query('COMMIT')
+      return result
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      if (!isOccError(err)) throw err
+      if (attempt > o.retries) {
+        err.attempts = attempt
+        throw err
+      }
+      const delay = delayFor(attempt, o)
+      if (typeof o.onRetry === 'function') o.onRetry(err, attempt, delay)
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+}
+
+module.exports = { isOccError, runTransaction }
