@@ -53,6 +53,9 @@ export interface ConnectInfo {
   sslnegotiation: string
 }
 
+/** Decodes a DSQL auth token; `null` when the string is not one (an ordinary password). */
+export declare function decodeToken(token: string): TokenClaims | null
+
 /** The environment variables the configuration resolver reads. */
 export declare function envNames(): Array<string>
 
@@ -147,4 +150,16 @@ export interface ResolvedConfig {
   isDsql: boolean
   /** Setting name → `option`, `connection string`, `environment (NAME)` or `default`. */
   sources: Record<string, string>
+}
+
+/** What a DSQL auth token says about itself (never the signature). */
+export interface TokenClaims {
+  host: string
+  /** `DbConnectAdmin` or `DbConnect`. */
+  action: string
+  region: string
+  accessKeyId: string
+  /** Milliseconds since the epoch. */
+  signedAt: number
+  expiresAt: number
 }

@@ -297,5 +297,17 @@ export declare function connect(config?: ClientConfig | string): Promise<Client>
  * and `@aws-sdk/dsql-signer` produce. */
 export declare function generateToken(options: GenerateTokenOptions): Promise<string>
 
+export interface TokenClaims {
+  host: string
+  action: 'DbConnectAdmin' | 'DbConnect' | (string & {})
+  region: string
+  accessKeyId: string
+  signedAt: Date
+  expiresAt: Date
+}
+
+/** What a DSQL auth token says about itself; `null` for an ordinary password. */
+export declare function decodeToken(token: string): TokenClaims | null
+
 /** The settings a connection would use (throws `INVALID_CONFIG`). */
 export declare function resolveConfig(config?: ClientConfig | string): ResolvedConfig

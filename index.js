@@ -279,7 +279,15 @@ async function generateToken(options) {
 
 const { Pool, PoolClient } = require('./lib/pool').makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig })
 
+/** Decodes a DSQL auth token (host, action, region, times); `null` for an ordinary password. */
+function decodeToken(token) {
+  if (typeof token !== 'string') return null
+  const c = binding.decodeToken(token)
+  return c && { host: c.host, action: c.action, region: c.region, accessKeyId: c.accessKeyId, signedAt: new Date(c.signedAt), expiresAt: new Date(c.expiresAt) }
+}
+
 exports.Client = Client
+exports.decodeToken = decodeToken
 exports.Pool = Pool
 exports.PoolClient = PoolClient
 exports.isOccError = isOccError

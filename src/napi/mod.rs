@@ -34,6 +34,32 @@ where
     })
 }
 
+/// What a DSQL auth token says about itself (never the signature).
+#[napi(object)]
+pub struct TokenClaims {
+    pub host: String,
+    /// `DbConnectAdmin` or `DbConnect`.
+    pub action: String,
+    pub region: String,
+    pub access_key_id: String,
+    /// Milliseconds since the epoch.
+    pub signed_at: f64,
+    pub expires_at: f64,
+}
+
+/// Decodes a DSQL auth token; `null` when the string is not one (an ordinary password).
+#[napi]
+pub fn decode_token(token: String) -> Option<TokenClaims> {
+    token::decode(&token).map(|c| TokenClaims {
+        expires_at: c.expires_at() as f64 * 1000.0,
+        signed_at: c.signed_at as f64 * 1000.0,
+        host: c.host,
+        action: c.action,
+        region: c.region,
+        access_key_id: c.access_key_id,
+    })
+}
+
 /// Mints a DSQL auth token. `options`: host, region, user, expiresIn, profile (strings).
 #[napi(ts_return_type = "Promise<string | NativeError>")]
 pub fn generate_token<'env>(
