@@ -51,6 +51,13 @@ export interface ConnectInfo {
   /** `full` (chain and name), `chain`, or `none`. */
   verification: string
   sslnegotiation: string
+  /** Milliseconds spent minting a token (0 when none was minted). */
+  tokenMillis: number
+  tokenMinted: boolean
+  /** Milliseconds for TCP to the tunnel. */
+  dialMillis: number
+  /** Milliseconds for TLS, startup and authentication. */
+  handshakeMillis: number
 }
 
 /** Decodes a DSQL auth token; `null` when the string is not one (an ordinary password). */

@@ -153,6 +153,12 @@ export interface ConnectionInfo {
   /** `full` (chain and name), `chain`, or `none`. */
   verification: 'full' | 'chain' | 'none'
   sslnegotiation: 'direct' | 'postgres'
+  /** Whether a token was minted for this connection, and how long that took. */
+  tokenMinted?: boolean
+  tokenMillis?: number
+  /** TCP to the tunnel, and TLS + startup + authentication, in milliseconds. */
+  dialMillis?: number
+  handshakeMillis?: number
 }
 
 /** The resolved settings and where each came from (`option`, `connection string`,

@@ -8,6 +8,7 @@ const { DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidConf
 const { encodeParams } = require('./lib/params')
 const { toResult } = require('./lib/rows')
 const { isOccError, runTransaction } = require('./lib/transaction')
+const { debug } = require('./lib/debug')
 
 // How long a cancelled query may take to come back before its connection is given up.
 const CANCEL_GRACE_MILLIS = 5000
@@ -101,8 +102,17 @@ class Client {
       options.password = password
     }
     const credentials = await resolveCredentials(config.credentials)
+    const started = performance.now()
     const r = await this.#native.connect(options, config.connectionString ?? null, readEnvironment(), int8 === 'bigint', credentials)
-    if (isNativeError(r)) throw fromNative(r)
+    if (isNativeError(r)) {
+      debug('connect-failed', { code: r.code, totalMs: performance.now() - started })
+      throw fromNative(r)
+    }
+    debug('connected', {
+      host: r.host, via: `${r.hostaddr ?? r.host}:${r.port}`, user: r.user, tls: r.sslnegotiation, verify: r.verification,
+      token: r.tokenMinted ? 'minted' : undefined, tokenMs: r.tokenMinted ? r.tokenMillis : undefined,
+      dialMs: r.dialMillis, tlsAuthMs: r.handshakeMillis, totalMs: performance.now() - started,
+    })
     this.#info = r
     if (r.verification === 'none') warnUnverified()
   }
@@ -155,6 +165,7 @@ class Client {
       const cancel = (why) => {
         if (reason) return
         reason = why
+        debug('cancel', { reason: why, host: this.#info?.host })
         this.#native.cancel()
         grace = setTimeout(resolve, CANCEL_GRACE_MILLIS)
       }
@@ -206,6 +217,7 @@ class Client {
 
   /** Closes the connection; queries still pending reject with `CLIENT_CLOSED`. Idempotent. */
   async end() {
+    if (this.#info && this.#native.isOpen) debug('end', { host: this.#info.host })
     await this.#native.end()
   }
 

@@ -11,10 +11,10 @@ const stack = useStack()
 const ROOT = path.resolve(__dirname, '..')
 
 /** Runs a CommonJS snippet in a fresh Node process with `opts` (client options) available. */
-function runNode(stackRef: Stack, code: string, timeoutMs = 10_000): Promise<{ code: number | null; ms: number; out: string }> {
+function runNode(stackRef: Stack, code: string, timeoutMs = 10_000, env: Record<string, string> = {}): Promise<{ code: number | null; ms: number; out: string }> {
   const started = Date.now()
   const child = spawn(process.execPath, ['-e', `const opts = JSON.parse(process.env.OPTS); const dt = require(${JSON.stringify(ROOT)});\n${code}`], {
-    env: { ...process.env, OPTS: JSON.stringify(through(stackRef)) },
+    env: { ...process.env, OPTS: JSON.stringify(through(stackRef)), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -96,5 +96,26 @@ describe('secrets', () => {
     const bad = await connect(through(stack(), { password: 'not-the-' + secret })).catch((e: Error) => e)
     assert.ok(bad instanceof Error)
     assert.ok(!inspect(bad, { showHidden: true, depth: 5 }).includes(secret))
+  })
+})
+
+describe('diagnostics', () => {
+  test('DEBUG=dsql-tunnel logs connection lifecycle events with timings, and no secret', async () => {
+    const secret = stack().users.admin.password
+    const r = await runNode(stack(), `(async () => {
+      const p = new dt.Pool({ ...opts, max: 1, idleTimeoutMillis: 50 })
+      await p.query('select 1')
+      await p.query('select pg_sleep(0.3)', [], { timeoutMillis: 50 }).catch(() => {})
+      await new Promise((r) => setTimeout(r, 150))
+      await p.end()
+    })()`, 10_000, { DEBUG: 'dsql-tunnel' })
+    assert.equal(r.code, 0, r.out)
+    assert.match(r.out, /dsql-tunnel \S+ connected host=tst0fixture0cluster\S* via=127\.0\.0\.1:\d+ user=admin tls=direct verify=full dialMs=[\d.]+ms tlsAuthMs=[\d.]+ms totalMs=/)
+    assert.match(r.out, /pool-open total=1 max=1/)
+    assert.match(r.out, /cancel reason=timeout/)
+    assert.match(r.out, /pool-close reason=idle/)
+    assert.ok(!r.out.includes(secret))
+    const quiet = await runNode(stack(), `(async () => { const c = await dt.connect(opts); await c.end() })()`)
+    assert.equal(quiet.out, '')
   })
 })

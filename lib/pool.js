@@ -3,6 +3,8 @@
 // once `max` are open, pipelines onto the least busy one; `pool.connect()` hands out a connection
 // exclusively. Every new connection gets its own password/token (the Client asks for one).
 
+const { debug } = require('./debug')
+
 const END_GRACE_MILLIS = 5000
 // Connection failures worth another try (with backoff) while an acquirer still has time.
 const TRANSIENT = new Set([
@@ -206,8 +208,10 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
             if (!TRANSIENT.has(err.code)) throw err
             // Back off before any connection attempt of this pool, not only this one.
             this.#backoff = Math.min(5000, this.#backoff ? this.#backoff * 2 : ADMISSION.has(err.code) ? 100 : 25)
-            this.#backoffUntil = Date.now() + jittered(this.#backoff)
+            const delay = jittered(this.#backoff)
+            this.#backoffUntil = Date.now() + delay
             if (deadline && this.#backoffUntil >= deadline) throw err
+            debug('pool-retry', { code: err.code, inMs: delay })
             continue
           }
           this.#backoff = 0
@@ -224,6 +228,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     #track(client) {
+      debug('pool-open', { total: this.#entries.size + 1, max: this.#max })
       const entry = { client, inflight: 0, exclusive: false, retired: false, idleTimer: null, lifeTimer: null }
       if (this.#lifetime > 0) {
         // Up to 10 % early, so connections opened together are not all replaced together.
@@ -235,6 +240,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     #retire(entry) {
+      debug('pool-recycle', { reason: 'lifetime', inUse: entry.inflight > 0 || entry.exclusive })
       entry.retired = true
       if (entry.inflight === 0 && !entry.exclusive) this.#close(entry)
     }
@@ -243,7 +249,9 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
       if (entry.retired || !entry.client.isOpen) return this.#close(entry)
       if (this.#idleTimeout > 0) {
         entry.idleTimer = setTimeout(() => {
-          if (entry.inflight === 0 && !entry.exclusive) this.#close(entry)
+          if (entry.inflight !== 0 || entry.exclusive) return
+          debug('pool-close', { reason: 'idle' })
+          this.#close(entry)
         }, this.#idleTimeout)
         entry.idleTimer.unref()
       }

@@ -13,6 +13,8 @@ function isOccError(err) {
   return typeof err.message === 'string' && OCC_IN_MESSAGE.test(err.message)
 }
 
+const { debug } = require('./debug')
+
 const DEFAULTS = { retries: 3, minDelayMillis: 1, maxDelayMillis: 100, jitter: 0.25 }
 
 function delayFor(attempt, o) {
@@ -43,6 +45,7 @@ async function runTransaction(client, fn, options = {}) {
         throw err
       }
       const delay = delayFor(attempt, o)
+      debug('tx-retry', { code: err.code, attempt, inMs: delay })
       if (typeof o.onRetry === 'function') o.onRetry(err, attempt, delay)
       await new Promise((resolve) => setTimeout(resolve, delay))
     }

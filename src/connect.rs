@@ -8,7 +8,7 @@ use aws_credential_types::Credentials;
 use rustls::{CertificateError, ClientConfig};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation};
 use tokio_postgres::tls::MakeTlsConnect;
@@ -18,6 +18,19 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub struct Session {
     pub client: tokio_postgres::Client,
     pub task: tokio::task::JoinHandle<()>,
+    pub timings: Timings,
+}
+
+/// How long each phase of opening a connection took (for diagnostics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Minting a token (credentials and signing); zero when none was minted.
+    pub token: Duration,
+    pub minted: bool,
+    /// TCP to the tunnel.
+    pub dial: Duration,
+    /// TLS, startup and authentication.
+    pub handshake: Duration,
 }
 
 /// Opens a connection. Without a password, a DSQL token is minted for it (from `credentials`
@@ -61,7 +74,9 @@ async fn handshake(
     password: Option<&Secret>,
 ) -> Result<Session, Error> {
     {
+        let started = Instant::now();
         let stream = dial(config).await?;
+        let dialled = Instant::now();
         let mut pg = tokio_postgres::Config::new();
         pg.user(&config.user)
             .dbname(&config.database)
@@ -88,10 +103,19 @@ async fn handshake(
             .connect_raw(stream, connector)
             .await
             .map_err(|e| classify(e, config, true))?;
+        let timings = Timings {
+            dial: dialled - started,
+            handshake: dialled.elapsed(),
+            ..Default::default()
+        };
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Session { client, task })
+        Ok(Session {
+            client,
+            task,
+            timings,
+        })
     }
 }
 

@@ -189,7 +189,7 @@ async fn open(
     let config = config::resolve(inputs)?;
     let tls = tls::client_config(&config)?;
     let session = connect::connect(&config, &tls, credentials.as_ref()).await?;
-    let info = ConnectInfo::from(&config);
+    let info = ConnectInfo::new(&config, &session.timings);
     let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode));
     let (closed, _) = watch::channel(false);
     Ok((

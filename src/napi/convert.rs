@@ -132,11 +132,23 @@ pub struct ConnectInfo {
     /// `full` (chain and name), `chain`, or `none`.
     pub verification: String,
     pub sslnegotiation: String,
+    /// Milliseconds spent minting a token (0 when none was minted).
+    pub token_millis: f64,
+    pub token_minted: bool,
+    /// Milliseconds for TCP to the tunnel.
+    pub dial_millis: f64,
+    /// Milliseconds for TLS, startup and authentication.
+    pub handshake_millis: f64,
 }
 
-impl From<&Config> for ConnectInfo {
-    fn from(c: &Config) -> ConnectInfo {
+impl ConnectInfo {
+    pub fn new(c: &Config, t: &crate::connect::Timings) -> ConnectInfo {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         ConnectInfo {
+            token_millis: ms(t.token),
+            token_minted: t.minted,
+            dial_millis: ms(t.dial),
+            handshake_millis: ms(t.handshake),
             host: c.host.clone(),
             hostaddr: c.hostaddr.as_ref().map(|a| a.to_string()),
             port: c.port.into(),
