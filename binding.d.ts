@@ -22,6 +22,11 @@ export declare class NativeClient {
    * result per statement, or a `NativeError` (never rejects).
    */
   query(sql: string, params: Array<string | undefined | null>): Promise<Array<RawResult> | NativeError>
+  /**
+   * Starts one statement whose rows arrive in batches of `batch` rows through `next()`.
+   * Returns `null` for text with several statements (run those with `query`).
+   */
+  stream(sql: string, params: Array<string | undefined | null>, batch: number): NativeStream | null
   /** Closes the connection. Pending queries settle with `CLIENT_CLOSED`. Idempotent. */
   end(): Promise<undefined>
   /**
@@ -31,6 +36,20 @@ export declare class NativeClient {
   cancel(): Promise<undefined | NativeError>
   /** Whether the connection is open and its socket alive. */
   get isOpen(): boolean
+}
+
+/**
+ * The rows of one statement, chunk by chunk, with backpressure: nothing more is read from the
+ * server while a chunk waits here.
+ */
+export declare class NativeStream {
+  /** The next piece; settles with a `NativeError` on failure (never rejects). */
+  next(): Promise<StreamPiece | NativeError>
+  /**
+   * Stops early: cancels the statement on the server and discards what is left, so the
+   * connection can run the next query. Idempotent.
+   */
+  close(): Promise<undefined>
 }
 
 /** AWS credentials handed over by the caller (the `credentials` option). Never logged. */
@@ -157,6 +176,18 @@ export interface ResolvedConfig {
   isDsql: boolean
   /** Setting name → `option`, `connection string`, `environment (NAME)` or `default`. */
   sources: Record<string, string>
+}
+
+/**
+ * One batch of a stream: the fields come with the first, `done` (with the command and row
+ * count) with the last; a small result is a single batch.
+ */
+export interface StreamPiece {
+  fields?: Array<RawField>
+  chunk?: RawChunk
+  done: boolean
+  command?: string
+  rowCount?: number
 }
 
 /** What a DSQL auth token says about itself (never the signature). */

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeClient = nativeBinding.NativeClient
+module.exports.NativeStream = nativeBinding.NativeStream
 module.exports.decodeToken = nativeBinding.decodeToken
 module.exports.envNames = nativeBinding.envNames
 module.exports.generateToken = nativeBinding.generateToken

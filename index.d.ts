@@ -137,9 +137,15 @@ export interface QueryOptions {
   signal?: AbortSignal
 }
 
+export interface StreamOptions {
+  /** Rows per batch read from the server (default 1000): memory stays bounded by a few batches. */
+  batchSize?: number
+  rowMode?: 'array'
+}
+
 export interface QueryConfig extends QueryOptions {
   text: string
-  values?: unknown[]
+  values?: readonly unknown[]
 }
 
 /** The settings a connection uses; never any secret. */
@@ -249,12 +255,16 @@ export declare class DatabaseError extends DsqlTunnelError {
 export declare class Client {
   constructor(config?: ClientConfig | string)
   connect(): Promise<void>
-  query<R = any>(text: string, values?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>
+  query<R = any>(text: string, values?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>
   query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
   /** Ends the connection; queries still pending reject with `CLIENT_CLOSED`. Idempotent. */
   end(): Promise<void>
   /** Asks the server to cancel the running query (CancelRequest through the tunnel, TLS, SNI). */
   cancel(): Promise<void>
+  /** Runs one statement and yields its rows as they arrive, with backpressure: a result larger
+   * than memory streams in bounded memory. Breaking out of the loop cancels the statement and
+   * leaves the connection usable. Run other queries elsewhere while iterating. */
+  stream<R = any>(text: string, values?: readonly unknown[], options?: StreamOptions): AsyncIterableIterator<R>
   /** BEGIN, `fn`, COMMIT (ROLLBACK when it throws). On an OCC conflict (`40001`, `OC000`,
    * `OC001`) the whole callback runs again after a backoff, so it must be idempotent. */
   transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
@@ -266,9 +276,10 @@ export declare class Client {
 
 /** A connection checked out with `pool.connect()`. */
 export declare class PoolClient {
-  query<R = any>(text: string, values?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>
+  query<R = any>(text: string, values?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>
   query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
   transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
+  stream<R = any>(text: string, values?: readonly unknown[], options?: StreamOptions): AsyncIterableIterator<R>
   cancel(): Promise<void>
   readonly isOpen: boolean
   /** Gives the connection back; with an error (or `true`) it is closed instead. */
@@ -279,10 +290,12 @@ export declare class PoolClient {
 export declare class Pool {
   constructor(config?: PoolConfig | string)
   /** Acquire, run, release. Spreads queries over connections; at `max`, pipelines them. */
-  query<R = any>(text: string, values?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>
+  query<R = any>(text: string, values?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>
   query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
   /** Checks a connection out exclusively; `release()` it when done. */
   connect(): Promise<PoolClient>
+  /** `stream()` on a connection checked out for the iteration. */
+  stream<R = any>(text: string, values?: readonly unknown[], options?: StreamOptions): AsyncIterableIterator<R>
   /** `client.transaction` on a checked-out connection. */
   transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
   /** Stops new work (`POOL_ENDED`), lets work in flight finish (up to 5 s), closes everything. */

@@ -6,12 +6,28 @@ const { inspect } = require('node:util')
 const binding = require('./binding.js')
 const { DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidConfig } = require('./lib/errors')
 const { encodeParams } = require('./lib/params')
-const { toResult } = require('./lib/rows')
+const { toResults, toFields, appendRows } = require('./lib/rows')
 const { isOccError, runTransaction } = require('./lib/transaction')
 const { debug } = require('./lib/debug')
 
 // How long a cancelled query may take to come back before its connection is given up.
 const CANCEL_GRACE_MILLIS = 5000
+// Rows per batch from the server: each batch is built in one go, and between batches the event
+// loop runs, so a large result never blocks it for long.
+const CHUNK_ROWS = 4096
+
+/** Reads a statement's batches into node-postgres's result shape (or native error data). */
+async function collect(stream, arrayMode) {
+  let fields = []
+  const rows = []
+  for (;;) {
+    const piece = await stream.next()
+    if (isNativeError(piece)) return piece
+    if (piece.fields) fields = toFields(piece.fields)
+    if (piece.chunk) appendRows(fields, piece.chunk, arrayMode, rows)
+    if (piece.done) return { command: piece.command ?? null, rowCount: piece.rowCount ?? null, rows, fields, rowAsArray: arrayMode }
+  }
+}
 
 // Option name → accepted aliases (node-postgres spellings).
 const OPTIONS = {
@@ -140,20 +156,73 @@ class Client {
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgument('signal must be an AbortSignal')
     if (signal?.aborted) throw abortError(signal)
     const params = values ? encodeParams(values) : []
+    const arrayMode = rowMode === 'array'
     const previous = this.#settled
-    const pending = this.#native.query(text, params)
+    // The request is written here, synchronously, so pipelined queries keep their order.
+    const stream = this.#native.stream(text, params, CHUNK_ROWS)
+    const pending = stream === null ? this.#several(text, params, arrayMode) : collect(stream, arrayMode)
     let release
     this.#settled = new Promise((resolve) => (release = resolve))
     try {
       const r = timeout > 0 || signal ? await this.#cancellable(pending, timeout, signal) : await pending
-      // Tasks finish on tokio threads in any order; settle in the order the queries were sent.
+      // Results may complete in any order; settle in the order the queries were sent.
       await previous
       if (isNativeError(r)) throw fromNative(r)
-      const arrayMode = rowMode === 'array'
-      return r.length === 1 ? toResult(r[0], arrayMode) : r.map((x) => toResult(x, arrayMode))
+      return r
     } finally {
       release()
     }
+  }
+
+  // Text with several statements: the simple protocol, one result per statement.
+  async #several(text, params, arrayMode) {
+    const r = await this.#native.query(text, params)
+    if (isNativeError(r)) return r
+    const results = await toResults(r, arrayMode)
+    return results.length === 1 ? results[0] : results
+  }
+
+  /**
+   * Runs one statement and yields its rows as they arrive, `batchSize` rows at a time from the
+   * server (default 1000), with backpressure: a result larger than memory streams in bounded
+   * memory. Breaking out of the loop cancels the statement; the connection stays usable. Run
+   * other queries on another connection while iterating: this one is busy until the end.
+   */
+  stream(text, values, options) {
+    const native = this.#native
+    const rowMode = options?.rowMode
+    const batchSize = options?.batchSize ?? 1000
+    return (async function* rows() {
+      if (typeof text !== 'string') throw invalidArgument('the query text must be a string')
+      if (values !== undefined && values !== null && !Array.isArray(values)) throw invalidArgument('values must be an array')
+      if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidArgument('batchSize must be a whole number of at least 1')
+      if (rowMode !== undefined && rowMode !== 'array') throw invalidArgument("rowMode must be 'array' or left out")
+      const stream = native.stream(text, values ? encodeParams(values) : [], batchSize)
+      if (stream === null) throw invalidArgument('stream() runs one statement; this text has several')
+      let fields = []
+      let finished = false
+      try {
+        for (;;) {
+          const piece = await stream.next()
+          if (isNativeError(piece)) {
+            finished = true
+            throw fromNative(piece)
+          }
+          if (piece.fields) fields = toFields(piece.fields)
+          if (piece.chunk) {
+            const batch = []
+            appendRows(fields, piece.chunk, rowMode === 'array', batch)
+            yield* batch
+          }
+          if (piece.done) {
+            finished = true
+            return
+          }
+        }
+      } finally {
+        if (!finished) await stream.close()
+      }
+    })()
   }
 
   // Sends a CancelRequest when the timeout passes or the signal aborts, then waits (a bounded

@@ -80,12 +80,12 @@ describe('pool', () => {
 
   test('steady load across many forced connection expiries: no query fails, tokens are fresh', async () => {
     const s = stack()
-    const g = await s.startGate({ tokenAuth: true, maxConnectionLifetimeMs: 1500 })
+    const g = await s.startGate({ tokenAuth: true, maxConnectionLifetimeMs: 2500 })
     const pool = new Pool(poolOptions(s, { port: g.port, max: 4, maxLifetimeSeconds: 1 }))
     const failures: string[] = []
     let done = 0
     try {
-      const until = Date.now() + 5000
+      const until = Date.now() + 6000
       await Promise.all(Array.from({ length: 8 }, async () => {
         for (let i = 0; i < 2000 && Date.now() < until; i++) {
           try {
@@ -99,7 +99,7 @@ describe('pool', () => {
       }))
       assert.deepEqual(failures, [])
       const opened = g.gate.log.filter((r) => r.kind === 'startup' && r.tokenCheck?.ok)
-      assert.ok(opened.length >= 8, `only ${opened.length} connections over 5 s with 1 s lifetimes`)
+      assert.ok(opened.length >= 8, `only ${opened.length} connections over 6 s with 1 s lifetimes`)
       assert.ok(new Set(opened.map((r) => r.tokenHash)).size >= opened.length / 4 - 1, 'tokens are minted per connection')
       assert.equal(g.gate.log.filter((r) => r.closeReason === 'lifetime').length, 0, 'the pool retires connections before the gate cuts them')
       assert.ok(done > 200, `${done} queries`)
@@ -287,9 +287,9 @@ describe('timeouts and cancellation', () => {
     const client = await connect(poolOptions(stack()))
     try {
       const ac = new AbortController()
-      const p = client.query('select pg_sleep(5)', [], { signal: ac.signal })
+      const p = rejectsWith(client.query('select pg_sleep(5)', [], { signal: ac.signal }), 'ABORT_ERR')
       setTimeout(() => ac.abort(new Error('user went away')), 100)
-      const err = await rejectsWith(p, 'ABORT_ERR')
+      const err = await p
       assert.equal(err.name, 'AbortError')
       assert.equal((err.cause as Error).message, 'user went away')
       assert.equal(err.sqlstate, '57014')
@@ -306,10 +306,10 @@ describe('timeouts and cancellation', () => {
       await rejectsWith(pool.query('select pg_sleep(3)'), '57014')
       assert.deepEqual((await pool.query('select 3 as ok')).rows, [{ ok: 3 }])
       const c = await pool.connect()
-      const p = c.query('select pg_sleep(3)', [], { timeoutMillis: 0 })
+      const p = rejectsWith(c.query('select pg_sleep(3)', [], { timeoutMillis: 0 }), '57014')
       await sleep(100)
       await c.cancel()
-      await rejectsWith(p, '57014')
+      await p
       c.release()
     } finally {
       await pool.end()

@@ -40,6 +40,9 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     async transaction(fn, options) {
       return this.#client().transaction(fn, options)
     }
+    stream(text, values, options) {
+      return this.#client().stream(text, values, options)
+    }
     async cancel() {
       return this.#client().cancel()
     }
@@ -114,6 +117,19 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
           this.#releaseShared(entry)
         }
       }
+    }
+
+    /** `client.stream` on a checked-out connection, released when the iteration ends. */
+    stream(text, values, options) {
+      const pool = this
+      return (async function* rows() {
+        const client = await pool.connect()
+        try {
+          yield* client.stream(text, values, options)
+        } finally {
+          client.release(!client.isOpen)
+        }
+      })()
     }
 
     /** Checks a connection out exclusively (transactions, session state). */
@@ -202,6 +218,8 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
           const remaining = deadline ? deadline - Date.now() : 0
           if (deadline && remaining <= 0) throw poolError('POOL_TIMEOUT', `could not open a connection within ${this.#acquireTimeout} ms`)
           const client = new Client({ ...this.#config, ...(deadline ? { connectionTimeoutMillis: remaining } : {}) })
+          // The server's clock for its connection limit starts before ours would after connecting.
+          const startedAt = Date.now()
           try {
             await client.connect()
           } catch (err) {
@@ -219,7 +237,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
             await client.end()
             throw ended()
           }
-          return this.#take(this.#track(client), exclusive)
+          return this.#take(this.#track(client, startedAt), exclusive)
         }
       } finally {
         this.#creating--
@@ -227,12 +245,13 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
       }
     }
 
-    #track(client) {
+    #track(client, startedAt) {
       debug('pool-open', { total: this.#entries.size + 1, max: this.#max })
       const entry = { client, inflight: 0, exclusive: false, retired: false, idleTimer: null, lifeTimer: null }
       if (this.#lifetime > 0) {
         // Up to 10 % early, so connections opened together are not all replaced together.
-        entry.lifeTimer = setTimeout(() => this.#retire(entry), this.#lifetime * (1 - Math.random() * 0.1))
+        const lifetime = this.#lifetime * (1 - Math.random() * 0.1)
+        entry.lifeTimer = setTimeout(() => this.#retire(entry), Math.max(0, startedAt + lifetime - Date.now()))
         entry.lifeTimer.unref()
       }
       this.#entries.add(entry)

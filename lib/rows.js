@@ -87,9 +87,8 @@ function builderFor(fields, columns, arrayMode) {
   return fn
 }
 
-/** One native result → node-postgres's result shape. */
-function toResult(raw, arrayMode) {
-  const fields = raw.fields.map((f) => ({
+function toFields(raw) {
+  return raw.map((f) => ({
     name: f.name,
     tableID: f.tableID,
     columnID: f.columnID,
@@ -97,11 +96,31 @@ function toResult(raw, arrayMode) {
     dataTypeModifier: f.dataTypeModifier,
     format: 'binary',
   }))
-  const rows = []
-  for (const chunk of raw.chunks) {
-    if (chunk.rows > 0) builderFor(fields, chunk.columns, arrayMode)(chunk.columns, chunk.rows, rows, helpers)
-  }
-  return { command: raw.command ?? null, rowCount: raw.rowCount ?? null, rows, fields, rowAsArray: arrayMode }
 }
 
-module.exports = { toResult }
+/** Appends a chunk's rows to `rows`. */
+function appendRows(fields, chunk, arrayMode, rows) {
+  if (chunk.rows > 0) builderFor(fields, chunk.columns, arrayMode)(chunk.columns, chunk.rows, rows, helpers)
+}
+
+const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve))
+
+/** Native results → node-postgres's result shape. A result of several chunks is built one chunk
+ * at a time, yielding to the event loop in between, so a large result never blocks it for long. */
+async function toResults(raws, arrayMode) {
+  let yieldNext = false
+  const out = []
+  for (const raw of raws) {
+    const fields = toFields(raw.fields)
+    const rows = []
+    for (const chunk of raw.chunks) {
+      if (yieldNext) await yieldToEventLoop()
+      appendRows(fields, chunk, arrayMode, rows)
+      yieldNext = true
+    }
+    out.push({ command: raw.command ?? null, rowCount: raw.rowCount ?? null, rows, fields, rowAsArray: arrayMode })
+  }
+  return out
+}
+
+module.exports = { toResults, toFields, appendRows }

@@ -180,61 +180,17 @@ struct Setting {
 }
 
 const SETTINGS: &[Setting] = &[
-    Setting {
-        option: "host",
-        key: "host",
-        env: "PGHOST",
-    },
-    Setting {
-        option: "hostaddr",
-        key: "hostaddr",
-        env: "PGHOSTADDR",
-    },
-    Setting {
-        option: "port",
-        key: "port",
-        env: "PGPORT",
-    },
-    Setting {
-        option: "user",
-        key: "user",
-        env: "PGUSER",
-    },
-    Setting {
-        option: "database",
-        key: "dbname",
-        env: "PGDATABASE",
-    },
-    Setting {
-        option: "password",
-        key: "password",
-        env: "PGPASSWORD",
-    },
-    Setting {
-        option: "sslmode",
-        key: "sslmode",
-        env: "PGSSLMODE",
-    },
-    Setting {
-        option: "sslrootcert",
-        key: "sslrootcert",
-        env: "PGSSLROOTCERT",
-    },
-    Setting {
-        option: "sslnegotiation",
-        key: "sslnegotiation",
-        env: "PGSSLNEGOTIATION",
-    },
-    Setting {
-        option: "applicationName",
-        key: "application_name",
-        env: "PGAPPNAME",
-    },
-    Setting {
-        option: "connectionTimeoutMillis",
-        key: "connect_timeout",
-        env: "PGCONNECT_TIMEOUT",
-    },
+    Setting { option: "host", key: "host", env: "PGHOST" },
+    Setting { option: "hostaddr", key: "hostaddr", env: "PGHOSTADDR" },
+    Setting { option: "port", key: "port", env: "PGPORT" },
+    Setting { option: "user", key: "user", env: "PGUSER" },
+    Setting { option: "database", key: "dbname", env: "PGDATABASE" },
+    Setting { option: "password", key: "password", env: "PGPASSWORD" },
+    Setting { option: "sslmode", key: "sslmode", env: "PGSSLMODE" },
+    Setting { option: "sslrootcert", key: "sslrootcert", env: "PGSSLROOTCERT" },
+    Setting { option: "sslnegotiation", key: "sslnegotiation", env: "PGSSLNEGOTIATION" },
+    Setting { option: "applicationName", key: "application_name", env: "PGAPPNAME" },
+    Setting { option: "connectionTimeoutMillis", key: "connect_timeout", env: "PGCONNECT_TIMEOUT" },
 ];
 
 /// The environment variables the resolver reads (the JavaScript side passes only these).
@@ -262,10 +218,7 @@ struct Picked {
 
 impl Picked {
     fn invalid(&self, what: &str) -> Error {
-        Error::config(
-            &self.name,
-            format!("{} = {:?} is not valid: {what}", self.name, self.value),
-        )
+        Error::config(&self.name, format!("{} = {:?} is not valid: {what}", self.name, self.value))
     }
 }
 
@@ -276,16 +229,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
     };
     let non_empty = |v: Option<&String>| v.filter(|s| !s.is_empty()).cloned();
     let pick = |option: &'static str| -> Option<Picked> {
-        let s = SETTINGS
-            .iter()
-            .find(|s| s.option == option)
-            .expect("known setting");
+        let s = SETTINGS.iter().find(|s| s.option == option).expect("known setting");
         if let Some(v) = non_empty(inputs.options.get(s.option)) {
-            return Some(Picked {
-                value: v,
-                source: Source::Option,
-                name: format!("option {}", s.option),
-            });
+            return Some(Picked { value: v, source: Source::Option, name: format!("option {}", s.option) });
         }
         if let Some(v) = non_empty(conn.get(s.key)) {
             return Some(Picked {
@@ -295,11 +241,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
             });
         }
         if let Some(v) = non_empty(inputs.env.get(s.env)) {
-            return Some(Picked {
-                value: v,
-                source: Source::Environment(s.env),
-                name: s.env.to_string(),
-            });
+            return Some(Picked { value: v, source: Source::Environment(s.env), name: s.env.to_string() });
         }
         None
     };
@@ -312,11 +254,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
     if host.is_none() {
         // HOSTNAME is the experiment's variable, but most shells set it to the machine's name.
         if let Some(h) = non_empty(inputs.env.get("HOSTNAME")).filter(|h| is_dsql_host(h)) {
-            host = Some(Picked {
-                value: h,
-                source: Source::Environment("HOSTNAME"),
-                name: "HOSTNAME".into(),
-            });
+            host = Some(Picked { value: h, source: Source::Environment("HOSTNAME"), name: "HOSTNAME".into() });
         }
     }
     note("host", &host);
@@ -331,21 +269,13 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
     let host = match host {
         Some(h) => {
             if h.value.contains(',') {
-                return Err(
-                    h.invalid("several hosts are not supported; give the one DSQL hostname")
-                );
+                return Err(h.invalid("several hosts are not supported; give the one DSQL hostname"));
             }
-            h.value
-                .trim()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string()
+            h.value.trim().trim_start_matches('[').trim_end_matches(']').to_string()
         }
         None => {
             let hint = match non_empty(inputs.env.get("HOSTNAME")) {
-                Some(h) => format!(
-                    " (HOSTNAME is {h:?}, which is not a DSQL endpoint, so it was not used)"
-                ),
+                Some(h) => format!(" (HOSTNAME is {h:?}, which is not a DSQL endpoint, so it was not used)"),
                 None => String::new(),
             };
             return Err(Error::config(
@@ -399,9 +329,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         None => (RootCerts::Bundled, false),
         Some(p) if p.value.trim() == "system" => {
             if sslmode != SslMode::VerifyFull {
-                return Err(p.invalid(
-                    "sslrootcert=system is only allowed with sslmode=verify-full (as in libpq)",
-                ));
+                return Err(p.invalid("sslrootcert=system is only allowed with sslmode=verify-full (as in libpq)"));
             }
             (RootCerts::System, true)
         }
@@ -416,11 +344,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         Some(p) => match p.value.trim().to_ascii_lowercase().as_str() {
             "direct" => Negotiation::Direct,
             "postgres" => Negotiation::Postgres,
-            _ => {
-                return Err(p.invalid(
-                    "use direct (TLS from the first byte, the default for DSQL) or postgres",
-                ))
-            }
+            _ => return Err(p.invalid("use direct (TLS from the first byte, the default for DSQL) or postgres")),
         },
     };
 
@@ -444,17 +368,15 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
             if n <= 0 {
                 None
             } else {
-                Some(Duration::from_millis(
-                    (n as u64).saturating_mul(millis_per_unit),
-                ))
+                Some(Duration::from_millis((n as u64).saturating_mul(millis_per_unit)))
             }
         }
     };
 
     let option = |name: &str| non_empty(inputs.options.get(name));
     let region_option = option("region");
-    let env_region = non_empty(inputs.env.get("AWS_REGION"))
-        .or_else(|| non_empty(inputs.env.get("AWS_DEFAULT_REGION")));
+    let env_region =
+        non_empty(inputs.env.get("AWS_REGION")).or_else(|| non_empty(inputs.env.get("AWS_DEFAULT_REGION")));
     let region = crate::token::region_for(&host, region_option.as_deref(), env_region.as_deref());
     let token_duration = match option("tokenDurationSecs") {
         None => crate::token::DEFAULT_EXPIRY,
@@ -463,7 +385,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
             _ => {
                 return Err(Error::config(
                     "option tokenDurationSecs",
-                    format!("option tokenDurationSecs = {v:?} is not valid: use whole seconds from 1 to 604800 (7 days)"),
+                    format!(
+                        "option tokenDurationSecs = {v:?} is not valid: use whole seconds from 1 to 604800 (7 days)"
+                    ),
                 ))
             }
         },
@@ -490,8 +414,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
     })
 }
 
-const ACCEPTED_KEYS: &str =
-    "host hostaddr port user password dbname sslmode sslrootcert sslnegotiation \
+const ACCEPTED_KEYS: &str = "host hostaddr port user password dbname sslmode sslrootcert sslnegotiation \
                              application_name connect_timeout";
 
 fn accept_key(key: &str) -> Result<(), Error> {
@@ -500,9 +423,7 @@ fn accept_key(key: &str) -> Result<(), Error> {
     } else {
         Err(Error::config(
             "connectionString",
-            format!(
-                "connection string key {key:?} is not supported; accepted keys: {ACCEPTED_KEYS}"
-            ),
+            format!("connection string key {key:?} is not supported; accepted keys: {ACCEPTED_KEYS}"),
         ))
     }
 }
@@ -520,10 +441,7 @@ pub fn parse_connection_string(s: &str) -> Result<HashMap<String, String>, Error
 
 fn bad_string(what: &str) -> Error {
     // Never echo the string itself: it may hold a password.
-    Error::config(
-        "connectionString",
-        format!("the connection string is malformed: {what}"),
-    )
+    Error::config("connectionString", format!("the connection string is malformed: {what}"))
 }
 
 fn parse_url(s: &str) -> Result<HashMap<String, String>, Error> {
@@ -555,14 +473,10 @@ fn parse_url(s: &str) -> Result<HashMap<String, String>, Error> {
         }
     }
     if hostport.contains(',') {
-        return Err(bad_string(
-            "several hosts are not supported; give the one DSQL hostname",
-        ));
+        return Err(bad_string("several hosts are not supported; give the one DSQL hostname"));
     }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let end = v6
-            .find(']')
-            .ok_or_else(|| bad_string("unclosed [ in the host"))?;
+        let end = v6.find(']').ok_or_else(|| bad_string("unclosed [ in the host"))?;
         let after = &v6[end + 1..];
         (&v6[..end], after.strip_prefix(':'))
     } else {
@@ -581,9 +495,7 @@ fn parse_url(s: &str) -> Result<HashMap<String, String>, Error> {
         out.insert("dbname".into(), percent_decode(path)?);
     }
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| bad_string("a query parameter has no '='"))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| bad_string("a query parameter has no '='"))?;
         let k = percent_decode(k)?;
         accept_key(&k)?;
         out.insert(k, percent_decode(v)?);
@@ -597,15 +509,9 @@ fn percent_decode(s: &str) -> Result<String, Error> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .ok_or_else(|| bad_string("a % escape is cut short"))?;
-            let hex = std::str::from_utf8(hex)
-                .map_err(|_| bad_string("a % escape is not hexadecimal"))?;
-            out.push(
-                u8::from_str_radix(hex, 16)
-                    .map_err(|_| bad_string("a % escape is not hexadecimal"))?,
-            );
+            let hex = b.get(i + 1..i + 3).ok_or_else(|| bad_string("a % escape is cut short"))?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad_string("a % escape is not hexadecimal"))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad_string("a % escape is not hexadecimal"))?);
             i += 3;
         } else {
             out.push(b[i]);
@@ -649,11 +555,7 @@ fn parse_key_values(s: &str) -> Result<HashMap<String, String>, Error> {
             chars.next();
             loop {
                 match chars.next() {
-                    Some('\\') => value.push(
-                        chars
-                            .next()
-                            .ok_or_else(|| bad_string("a quoted value is not closed"))?,
-                    ),
+                    Some('\\') => value.push(chars.next().ok_or_else(|| bad_string("a quoted value is not closed"))?),
                     Some('\'') => break,
                     Some(c) => value.push(c),
                     None => return Err(bad_string("a quoted value is not closed")),
@@ -684,16 +586,8 @@ mod tests {
     use super::*;
 
     fn inputs(options: &[(&str, &str)], cs: Option<&str>, env: &[(&str, &str)]) -> Inputs {
-        let map = |kv: &[(&str, &str)]| {
-            kv.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        Inputs {
-            options: map(options),
-            connection_string: cs.map(str::to_string),
-            env: map(env),
-        }
+        let map = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Inputs { options: map(options), connection_string: cs.map(str::to_string), env: map(env) }
     }
 
     const DSQL: &str = "a-dsql-cluster-id.dsql-fnh4.us-east-1.on.aws";
@@ -703,19 +597,11 @@ mod tests {
         let c = resolve(&inputs(
             &[],
             None,
-            &[
-                ("HOSTNAME", DSQL),
-                ("PGHOSTADDR", "127.0.0.1"),
-                ("PGPASSWORD", "tok"),
-                ("PGSSLMODE", "require"),
-            ],
+            &[("HOSTNAME", DSQL), ("PGHOSTADDR", "127.0.0.1"), ("PGPASSWORD", "tok"), ("PGSSLMODE", "require")],
         ))
         .unwrap();
         assert_eq!(c.host, DSQL);
-        assert_eq!(
-            c.hostaddr,
-            Some(TunnelAddr::Ip("127.0.0.1".parse().unwrap()))
-        );
+        assert_eq!(c.hostaddr, Some(TunnelAddr::Ip("127.0.0.1".parse().unwrap())));
         assert_eq!(c.port, 5432);
         assert_eq!(c.user, "admin");
         assert_eq!(c.database, "postgres");
@@ -724,42 +610,23 @@ mod tests {
         assert_eq!(c.verification(), Verification::None);
         assert_eq!(c.sslnegotiation, Negotiation::Direct);
         assert_eq!(c.dial_target(), "127.0.0.1:5432");
-        assert!(c
-            .sources
-            .contains(&("host", Source::Environment("HOSTNAME"))));
+        assert!(c.sources.contains(&("host", Source::Environment("HOSTNAME"))));
         assert!(c.sources.contains(&("port", Source::Default)));
     }
 
     #[test]
     fn hostname_of_the_machine_is_ignored() {
-        let e = resolve(&inputs(
-            &[],
-            None,
-            &[("HOSTNAME", "build-box-7"), ("PGHOSTADDR", "127.0.0.1")],
-        ))
-        .unwrap_err();
+        let e = resolve(&inputs(&[], None, &[("HOSTNAME", "build-box-7"), ("PGHOSTADDR", "127.0.0.1")])).unwrap_err();
         assert_eq!(e.code(), "INVALID_CONFIG");
         assert!(e.to_string().contains("build-box-7"));
         // PGHOST wins over HOSTNAME even when HOSTNAME is a DSQL endpoint.
-        let c = resolve(&inputs(
-            &[],
-            None,
-            &[
-                ("HOSTNAME", DSQL),
-                ("PGHOST", "other.dsql.eu-west-1.on.aws"),
-            ],
-        ))
-        .unwrap();
+        let c = resolve(&inputs(&[], None, &[("HOSTNAME", DSQL), ("PGHOST", "other.dsql.eu-west-1.on.aws")])).unwrap();
         assert_eq!(c.host, "other.dsql.eu-west-1.on.aws");
     }
 
     #[test]
     fn precedence_option_over_string_over_env() {
-        let env = [
-            ("PGHOST", "env.dsql.us-east-1.on.aws"),
-            ("PGPORT", "1111"),
-            ("PGUSER", "envuser"),
-        ];
+        let env = [("PGHOST", "env.dsql.us-east-1.on.aws"), ("PGPORT", "1111"), ("PGUSER", "envuser")];
         let cs = "postgres://csuser@cs.dsql.us-east-1.on.aws:2222/csdb";
         let c = resolve(&inputs(&[("port", "3333")], Some(cs), &env)).unwrap();
         assert_eq!(c.host, "cs.dsql.us-east-1.on.aws");
@@ -792,9 +659,7 @@ mod tests {
         assert_eq!(m["port"], "6543");
         let c = resolve(&inputs(
             &[],
-            Some(
-                "host=h.dsql.us-east-1.on.aws connect_timeout=3 sslrootcert=/x.pem sslmode=require",
-            ),
+            Some("host=h.dsql.us-east-1.on.aws connect_timeout=3 sslrootcert=/x.pem sslmode=require"),
             &[],
         ))
         .unwrap();
@@ -823,88 +688,35 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting_and_the_choices() {
         let e = resolve(&inputs(&[("host", "h"), ("port", "99999")], None, &[])).unwrap_err();
-        assert!(
-            e.to_string().contains("option port") && e.to_string().contains("1 to 65535"),
-            "{e}"
-        );
-        let e = resolve(&inputs(
-            &[],
-            None,
-            &[("PGHOST", "h"), ("PGSSLMODE", "disable")],
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("PGSSLMODE") && e.to_string().contains("verify-full"),
-            "{e}"
-        );
-        let e = resolve(&inputs(
-            &[("host", "h"), ("hostaddr", "bastion.example.com")],
-            None,
-            &[],
-        ))
-        .unwrap_err();
+        assert!(e.to_string().contains("option port") && e.to_string().contains("1 to 65535"), "{e}");
+        let e = resolve(&inputs(&[], None, &[("PGHOST", "h"), ("PGSSLMODE", "disable")])).unwrap_err();
+        assert!(e.to_string().contains("PGSSLMODE") && e.to_string().contains("verify-full"), "{e}");
+        let e = resolve(&inputs(&[("host", "h"), ("hostaddr", "bastion.example.com")], None, &[])).unwrap_err();
         assert!(e.to_string().contains("IP address"), "{e}");
-        let e = resolve(&inputs(
-            &[("host", "h"), ("sslnegotiation", "fast")],
-            None,
-            &[],
-        ))
-        .unwrap_err();
+        let e = resolve(&inputs(&[("host", "h"), ("sslnegotiation", "fast")], None, &[])).unwrap_err();
         assert!(e.to_string().contains("direct"), "{e}");
-        let e = resolve(&inputs(
-            &[("host", "h"), ("connectionTimeoutMillis", "soon")],
-            None,
-            &[],
-        ))
-        .unwrap_err();
+        let e = resolve(&inputs(&[("host", "h"), ("connectionTimeoutMillis", "soon")], None, &[])).unwrap_err();
         assert!(e.to_string().contains("milliseconds"), "{e}");
-        let e = resolve(&inputs(
-            &[
-                ("host", "h"),
-                ("sslmode", "require"),
-                ("sslrootcert", "system"),
-            ],
-            None,
-            &[],
-        ))
-        .unwrap_err();
+        let e = resolve(&inputs(&[("host", "h"), ("sslmode", "require"), ("sslrootcert", "system")], None, &[]))
+            .unwrap_err();
         assert!(e.to_string().contains("system"), "{e}");
     }
 
     #[test]
     fn malformed_strings_never_echo_secrets() {
-        for s in [
-            "password=secret123 oops",
-            "postgres://u:secret123@h:1/%zz",
-            "password='secret123",
-        ] {
+        for s in ["password=secret123 oops", "postgres://u:secret123@h:1/%zz", "password='secret123"] {
             let e = parse_connection_string(s).unwrap_err();
             assert!(!e.to_string().contains("secret123"), "{e}");
         }
-        let c = resolve(&inputs(
-            &[("host", "h"), ("password", "secret123")],
-            None,
-            &[],
-        ))
-        .unwrap();
+        let c = resolve(&inputs(&[("host", "h"), ("password", "secret123")], None, &[])).unwrap();
         assert!(!format!("{c:?}").contains("secret123"));
     }
 
     #[test]
     fn zero_timeout_waits_forever() {
-        let c = resolve(&inputs(
-            &[("host", "h"), ("connectionTimeoutMillis", "0")],
-            None,
-            &[],
-        ))
-        .unwrap();
+        let c = resolve(&inputs(&[("host", "h"), ("connectionTimeoutMillis", "0")], None, &[])).unwrap();
         assert_eq!(c.connect_timeout, None);
-        let c = resolve(&inputs(
-            &[],
-            None,
-            &[("PGHOST", "h"), ("PGCONNECT_TIMEOUT", "7")],
-        ))
-        .unwrap();
+        let c = resolve(&inputs(&[], None, &[("PGHOST", "h"), ("PGCONNECT_TIMEOUT", "7")])).unwrap();
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(7)));
     }
 }

@@ -35,44 +35,23 @@ pub struct Timings {
 
 /// Opens a connection. Without a password, a DSQL token is minted for it (from `credentials`
 /// when given, else the AWS credential chain); a static token is checked before any dialling.
-pub async fn connect(
-    config: &Config,
-    tls: &ClientConfig,
-    credentials: Option<&Credentials>,
-) -> Result<Session, Error> {
+pub async fn connect(config: &Config, tls: &ClientConfig, credentials: Option<&Credentials>) -> Result<Session, Error> {
     let work = async {
         let password = token::password_for(config, credentials).await?;
-        let is_token = password
-            .as_ref()
-            .is_some_and(|p| token::decode(p.expose()).is_some());
+        let is_token = password.as_ref().is_some_and(|p| token::decode(p.expose()).is_some());
         let session = handshake(config, tls, password.as_ref()).await;
-        session.map_err(|e| {
-            if is_token {
-                token::with_auth_hint(e)
-            } else {
-                e
-            }
-        })
+        session.map_err(|e| if is_token { token::with_auth_hint(e) } else { e })
     };
     match config.connect_timeout {
         // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
-        Some(after) => {
-            tokio::time::timeout(after, work)
-                .await
-                .map_err(|_| Error::ConnectTimeout {
-                    addr: config.dial_target(),
-                    after,
-                })?
-        }
+        Some(after) => tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?,
         None => work.await,
     }
 }
 
-async fn handshake(
-    config: &Config,
-    tls: &ClientConfig,
-    password: Option<&Secret>,
-) -> Result<Session, Error> {
+async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret>) -> Result<Session, Error> {
     {
         let started = Instant::now();
         let stream = dial(config).await?;
@@ -94,60 +73,29 @@ async fn handshake(
         }
         // The value of host is the TLS name (SNI and verification); TCP already went to hostaddr.
         let mut make = MakeRustlsConnect::new(tls.clone());
-        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
-            &mut make,
-            &config.host,
-        )
-        .unwrap_or_else(|never| match never {});
-        let (client, connection) = pg
-            .connect_raw(stream, connector)
-            .await
-            .map_err(|e| classify(e, config, true))?;
-        let timings = Timings {
-            dial: dialled - started,
-            handshake: dialled.elapsed(),
-            ..Default::default()
-        };
+        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
+            .unwrap_or_else(|never| match never {});
+        let (client, connection) = pg.connect_raw(stream, connector).await.map_err(|e| classify(e, config, true))?;
+        let timings = Timings { dial: dialled - started, handshake: dialled.elapsed(), ..Default::default() };
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Session {
-            client,
-            task,
-            timings,
-        })
+        Ok(Session { client, task, timings })
     }
 }
 
 /// Sends a CancelRequest over a new connection to the same tunnel, in TLS with the same SNI
 /// (DSQL's front door accepts nothing else; libpq before 17 and pg send cancels in plaintext).
-pub async fn cancel(
-    config: &Config,
-    tls: &ClientConfig,
-    token: &tokio_postgres::CancelToken,
-) -> Result<(), Error> {
+pub async fn cancel(config: &Config, tls: &ClientConfig, token: &tokio_postgres::CancelToken) -> Result<(), Error> {
     let work = async {
         let stream = dial(config).await?;
         let mut make = MakeRustlsConnect::new(tls.clone());
-        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
-            &mut make,
-            &config.host,
-        )
-        .unwrap_or_else(|never| match never {});
-        token
-            .cancel_query_raw(stream, connector)
-            .await
-            .map_err(|e| classify(e, config, true))
+        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
+            .unwrap_or_else(|never| match never {});
+        token.cancel_query_raw(stream, connector).await.map_err(|e| classify(e, config, true))
     };
-    let after = config
-        .connect_timeout
-        .unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
-    tokio::time::timeout(after, work)
-        .await
-        .map_err(|_| Error::ConnectTimeout {
-            addr: config.dial_target(),
-            after,
-        })?
+    let after = config.connect_timeout.unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
+    tokio::time::timeout(after, work).await.map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?
 }
 
 async fn dial(config: &Config) -> Result<TcpStream, Error> {
@@ -163,9 +111,7 @@ async fn dial(config: &Config) -> Result<TcpStream, Error> {
             Ok(stream) => {
                 stream.set_nodelay(true).ok();
                 let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-                socket2::SockRef::from(&stream)
-                    .set_tcp_keepalive(&keepalive)
-                    .ok();
+                socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive).ok();
                 return Ok(stream);
             }
             Err(e) => last = Some(e),
@@ -180,10 +126,7 @@ async fn dial(config: &Config) -> Result<TcpStream, Error> {
 async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let found = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|source| Error::Resolve {
-            host: host.to_string(),
-            source,
-        })?;
+        .map_err(|source| Error::Resolve { host: host.to_string(), source })?;
     Ok(found.collect())
 }
 
@@ -191,9 +134,7 @@ pub fn server_error(db: &tokio_postgres::error::DbError) -> ServerError {
     use tokio_postgres::error::ErrorPosition;
     let (position, internal_position, internal_query) = match db.position() {
         Some(ErrorPosition::Original(p)) => (Some(*p), None, None),
-        Some(ErrorPosition::Internal { position, query }) => {
-            (None, Some(*position), Some(query.clone()))
-        }
+        Some(ErrorPosition::Internal { position, query }) => (None, Some(*position), Some(query.clone())),
         None => (None, None, None),
     };
     let own = |s: Option<&str>| s.map(str::to_string);
@@ -225,12 +166,8 @@ fn tls_failure(e: &rustls::Error) -> TlsFailure {
                 TlsFailure::NameMismatch
             }
             CertificateError::UnknownIssuer => TlsFailure::UnknownCa,
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                TlsFailure::Expired
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                TlsFailure::NotYetValid
-            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsFailure::Expired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => TlsFailure::NotYetValid,
             _ => TlsFailure::Handshake,
         },
         _ => TlsFailure::Handshake,
@@ -243,13 +180,9 @@ pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> 
         let server = Box::new(server_error(db));
         // DSQL's front door names the SNI (missing) or the cluster (unknown) when it refuses.
         let message = server.message.to_ascii_lowercase();
-        let refused_sni =
-            server.code == "08P01" && (message.contains("sni") || message.contains("cluster"));
+        let refused_sni = server.code == "08P01" && (message.contains("sni") || message.contains("cluster"));
         return if connecting && refused_sni {
-            Error::SniRefused {
-                host: config.host.clone(),
-                server,
-            }
+            Error::SniRefused { host: config.host.clone(), server }
         } else {
             Error::Server(server)
         };
@@ -259,48 +192,28 @@ pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> 
     while let Some(err) = cur {
         chain.push(err.to_string());
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Error::Tls {
-                failure: tls_failure(tls),
-                host: config.host.clone(),
-                detail: tls.to_string(),
-            };
+            return Error::Tls { failure: tls_failure(tls), host: config.host.clone(), detail: tls.to_string() };
         }
         if let Some(io) = err.downcast_ref::<io::Error>() {
             // io::Error::source() skips the error it wraps; rustls's error sits right there.
             if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Error::Tls {
-                    failure: tls_failure(tls),
-                    host: config.host.clone(),
-                    detail: tls.to_string(),
-                };
+                return Error::Tls { failure: tls_failure(tls), host: config.host.clone(), detail: tls.to_string() };
             }
         }
         cur = err.source();
     }
     let text = chain.join(": ");
     if text.contains("server does not support TLS") {
-        return Error::Tls {
-            failure: TlsFailure::Refused,
-            host: config.host.clone(),
-            detail: text,
-        };
+        return Error::Tls { failure: TlsFailure::Refused, host: config.host.clone(), detail: text };
     }
     if text.contains("password missing") {
         return Error::PasswordMissing;
     }
     if connecting && text.contains("tls") {
-        return Error::Tls {
-            failure: TlsFailure::Handshake,
-            host: config.host.clone(),
-            detail: text,
-        };
+        return Error::Tls { failure: TlsFailure::Handshake, host: config.host.clone(), detail: text };
     }
     if e.is_closed() || connecting || text.contains("connection closed") {
-        let detail = if connecting {
-            format!("the server closed the connection during set-up: {text}")
-        } else {
-            text
-        };
+        let detail = if connecting { format!("the server closed the connection during set-up: {text}") } else { text };
         return Error::ConnectionLost { detail, sent: true };
     }
     Error::Protocol { detail: text }

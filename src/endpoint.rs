@@ -15,9 +15,7 @@ pub fn dsql_region(host: &str) -> Option<&str> {
     if !service.to_ascii_lowercase().starts_with("dsql") {
         return None;
     }
-    let region_ok = region
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let region_ok = region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     region_ok.then_some(region)
 }
 
@@ -45,10 +43,7 @@ impl TunnelAddr {
         if s.eq_ignore_ascii_case("localhost") {
             return Some(TunnelAddr::Localhost);
         }
-        let bare = s
-            .strip_prefix('[')
-            .and_then(|x| x.strip_suffix(']'))
-            .unwrap_or(s);
+        let bare = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
         bare.parse().ok().map(TunnelAddr::Ip)
     }
 }
@@ -68,10 +63,7 @@ mod tests {
 
     #[test]
     fn recognises_dsql_endpoints() {
-        assert_eq!(
-            dsql_region("a-dsql-cluster-id.dsql-fnh4.us-east-1.on.aws"),
-            Some("us-east-1")
-        );
+        assert_eq!(dsql_region("a-dsql-cluster-id.dsql-fnh4.us-east-1.on.aws"), Some("us-east-1"));
         assert_eq!(dsql_region("abc.dsql.eu-west-2.on.aws"), Some("eu-west-2"));
         assert_eq!(dsql_region("abc.dsql.eu-west-2.on.aws."), Some("eu-west-2"));
         assert_eq!(dsql_region("ABC.DSQL.us-east-1.ON.AWS"), Some("us-east-1"));
@@ -87,18 +79,9 @@ mod tests {
 
     #[test]
     fn parses_tunnel_addresses() {
-        assert_eq!(
-            TunnelAddr::parse("127.0.0.1"),
-            Some(TunnelAddr::Ip("127.0.0.1".parse().unwrap()))
-        );
-        assert_eq!(
-            TunnelAddr::parse("[::1]"),
-            Some(TunnelAddr::Ip("::1".parse().unwrap()))
-        );
-        assert_eq!(
-            TunnelAddr::parse("::1"),
-            Some(TunnelAddr::Ip("::1".parse().unwrap()))
-        );
+        assert_eq!(TunnelAddr::parse("127.0.0.1"), Some(TunnelAddr::Ip("127.0.0.1".parse().unwrap())));
+        assert_eq!(TunnelAddr::parse("[::1]"), Some(TunnelAddr::Ip("::1".parse().unwrap())));
+        assert_eq!(TunnelAddr::parse("::1"), Some(TunnelAddr::Ip("::1".parse().unwrap())));
         assert_eq!(TunnelAddr::parse("LocalHost"), Some(TunnelAddr::Localhost));
         assert_eq!(TunnelAddr::parse("bastion.example.com"), None);
         assert_eq!(TunnelAddr::parse(""), None);

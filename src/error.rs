@@ -56,18 +56,11 @@ pub enum Error {
     /// The TCP connection to the tunnel (or host) failed.
     Connect { addr: String, source: io::Error },
     /// The TLS handshake failed or the server's certificate was rejected.
-    Tls {
-        failure: TlsFailure,
-        host: String,
-        detail: String,
-    },
+    Tls { failure: TlsFailure, host: String, detail: String },
     /// TCP, TLS and authentication did not finish within the connect timeout.
     ConnectTimeout { addr: String, after: Duration },
     /// DSQL's front door refused the connection because no (or a foreign) SNI arrived.
-    SniRefused {
-        host: String,
-        server: Box<ServerError>,
-    },
+    SniRefused { host: String, server: Box<ServerError> },
     /// The server asked for a password and none was configured.
     PasswordMissing,
     /// An error the server sent.
@@ -82,23 +75,15 @@ pub enum Error {
     /// `connect()` was called on a client that is connecting, connected or ended.
     AlreadyConnected,
     /// A static DSQL token has expired (checked before connecting).
-    TokenExpired {
-        from: String,
-        host: String,
-        expired_at: String,
-        ago_secs: u64,
-    },
+    TokenExpired { from: String, host: String, expired_at: String, ago_secs: u64 },
     /// A static DSQL token was made for another host, action or region.
-    TokenMismatch {
-        field: TokenField,
-        from: String,
-        expected: String,
-        found: String,
-    },
+    TokenMismatch { field: TokenField, from: String, expected: String, found: String },
     /// No AWS credentials could be found to sign a token with.
     Credentials { detail: String },
     /// Signing a token failed.
     TokenSigning { detail: String },
+    /// An API call the client cannot carry out as asked.
+    InvalidArgument { detail: String },
     /// The query has a different number of parameters than values were given.
     ParameterCount { expected: usize, got: usize },
     /// The server sent something this client does not understand.
@@ -107,10 +92,7 @@ pub enum Error {
 
 impl Error {
     pub fn config(setting: &str, message: impl Into<String>) -> Error {
-        Error::Config {
-            setting: setting.to_string(),
-            message: message.into(),
-        }
+        Error::Config { setting: setting.to_string(), message: message.into() }
     }
 
     /// The stable code JavaScript sees.
@@ -145,6 +127,7 @@ impl Error {
             .into(),
             Error::Credentials { .. } => "CREDENTIALS_UNAVAILABLE".into(),
             Error::TokenSigning { .. } => "TOKEN_SIGNING_FAILED".into(),
+            Error::InvalidArgument { .. } => "INVALID_ARGUMENT".into(),
             Error::ParameterCount { .. } => "PARAMETER_COUNT_MISMATCH".into(),
             Error::Protocol { .. } => "PROTOCOL_ERROR".into(),
         }
@@ -202,10 +185,9 @@ impl fmt::Display for Error {
                      for another server set sslrootcert (PGSSLROOTCERT) to its CA file"
                 ),
                 TlsFailure::Expired => write!(f, "the server's certificate for {host} has expired ({detail})"),
-                TlsFailure::NotYetValid => write!(
-                    f,
-                    "the server's certificate for {host} is not valid yet ({detail}): check the clock"
-                ),
+                TlsFailure::NotYetValid => {
+                    write!(f, "the server's certificate for {host} is not valid yet ({detail}): check the clock")
+                }
                 TlsFailure::Refused => write!(
                     f,
                     "the server at the other end of the tunnel does not offer TLS ({detail}). DSQL always \
@@ -243,9 +225,9 @@ impl fmt::Display for Error {
             ),
             Error::Closed => f.write_str("the client was ended with end(): create a new client to run more queries"),
             Error::NotConnected => f.write_str("the client is not connected: await client.connect() first"),
-            Error::AlreadyConnected => f.write_str(
-                "connect() was already called on this client; a client connects once: create a new one",
-            ),
+            Error::AlreadyConnected => {
+                f.write_str("connect() was already called on this client; a client connects once: create a new one")
+            }
             Error::TokenExpired { from, host, expired_at, ago_secs } => write!(
                 f,
                 "the DSQL auth token in {from} expired at {expired_at} ({} ago). Tokens are checked only when a \
@@ -278,10 +260,10 @@ impl fmt::Display for Error {
                  or set PGPASSWORD to a token"
             ),
             Error::TokenSigning { detail } => write!(f, "could not sign a DSQL auth token: {detail}"),
-            Error::ParameterCount { expected, got } => write!(
-                f,
-                "the query expects {expected} parameter(s) ($1…${expected}) but {got} value(s) were given"
-            ),
+            Error::InvalidArgument { detail } => f.write_str(detail),
+            Error::ParameterCount { expected, got } => {
+                write!(f, "the query expects {expected} parameter(s) ($1…${expected}) but {got} value(s) were given")
+            }
             Error::Protocol { detail } => write!(f, "unexpected data from the server: {detail}"),
         }
     }
@@ -345,16 +327,10 @@ mod tests {
     #[test]
     fn socket_errors_use_node_errno_names() {
         let refused = io::Error::from_raw_os_error(111);
-        let e = Error::Connect {
-            addr: "127.0.0.1:5432".into(),
-            source: refused,
-        };
+        let e = Error::Connect { addr: "127.0.0.1:5432".into(), source: refused };
         assert_eq!(e.code(), "ECONNREFUSED");
         let msg = e.to_string();
-        assert!(
-            msg.contains("127.0.0.1:5432") && msg.contains("tunnel"),
-            "{msg}"
-        );
+        assert!(msg.contains("127.0.0.1:5432") && msg.contains("tunnel"), "{msg}");
         assert!(msg.contains("nc -zv 127.0.0.1 5432"), "{msg}");
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert_eq!(errno_name(&reset), "ECONNRESET");
@@ -362,10 +338,7 @@ mod tests {
 
     #[test]
     fn server_errors_keep_their_sqlstate() {
-        let e = Error::Server(Box::new(ServerError {
-            code: "42601".into(),
-            ..Default::default()
-        }));
+        let e = Error::Server(Box::new(ServerError { code: "42601".into(), ..Default::default() }));
         assert_eq!(e.code(), "42601");
         assert!(e.server().is_some());
         assert_eq!(Error::Closed.code(), "CLIENT_CLOSED");

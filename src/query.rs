@@ -48,11 +48,7 @@ pub struct ResultSet {
 struct TextParam<'a>(Option<&'a str>);
 
 impl ToSql for TextParam<'_> {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self.0 {
             Some(s) => {
                 out.extend_from_slice(s.as_bytes());
@@ -120,13 +116,7 @@ impl Conn {
         tls: Arc<rustls::ClientConfig>,
         decode: DecodeOptions,
     ) -> Conn {
-        Conn {
-            client,
-            statements: Default::default(),
-            decode,
-            config,
-            tls,
-        }
+        Conn { client, statements: Default::default(), decode, config, tls }
     }
 
     /// Asks the server to cancel what this connection is running.
@@ -141,10 +131,7 @@ fn query_error(e: tokio_postgres::Error) -> Error {
     }
     let text = e.to_string();
     if e.is_closed() || text.contains("closed") {
-        return Error::ConnectionLost {
-            detail: text,
-            sent: true,
-        };
+        return Error::ConnectionLost { detail: text, sent: true };
     }
     Error::Protocol { detail: text }
 }
@@ -164,146 +151,166 @@ fn fields(columns: &[Column]) -> Vec<Field> {
 
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
-pub async fn run(
+pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+    if conn.client.is_closed() {
+        return Err(Error::ConnectionLost {
+            detail: "the connection had already closed; the query was not sent".into(),
+            sent: false,
+        });
+    }
+    let cached = conn.statements.lock().expect("statement cache").get(&sql);
+    if cached.is_none() {
+        let scanned = scan(&sql);
+        if params.is_empty() && scanned.statements.len() > 1 {
+            return run_simple(&conn, &sql, &scanned.statements).await;
+        }
+    }
+    let (rows, statement) = start(&conn, &sql, &params, cached).await?;
+    let mut builder = ChunkBuilder::new(statement.columns(), conn.decode);
+    let mut result = ResultSet { fields: fields(statement.columns()), ..Default::default() };
+    pin_mut!(rows);
+    while let Some(row) = rows.next().await {
+        if let Some(chunk) = builder.push(&row.map_err(query_error)?)? {
+            result.chunks.push(chunk);
+        }
+    }
+    if builder.rows > 0 || result.chunks.is_empty() {
+        result.chunks.push(builder.take());
+    }
+    result.command = command_of(&sql);
+    result.row_count = row_count(result.command.as_deref(), rows.rows_affected());
+    Ok(vec![result])
+}
+
+/// What a stream hands over: the fields come with the first batch, the end (command and row
+/// count) with the last; a small result is a single batch.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub fields: Option<Vec<Field>>,
+    pub chunk: Option<Chunk>,
+    pub done: Option<(Option<String>, Option<u64>)>,
+}
+
+/// Runs one statement and sends its rows in batches of `rows` rows. The channel is bounded and
+/// tokio-postgres stops reading the socket while its own buffer is full, so a result larger than
+/// memory streams with bounded memory. Returns when done, failed, or the receiver is gone.
+pub async fn stream(
     conn: Arc<Conn>,
     sql: String,
     params: Vec<Option<String>>,
-) -> Result<Vec<ResultSet>, Error> {
-    let cached = conn.statements.lock().expect("statement cache").get(&sql);
-    let result = match cached {
-        Some(stmt) => run_cached(&conn, &sql, &stmt, &params).await,
-        None => {
-            let scanned = scan(&sql);
-            if params.is_empty() && scanned.statements.len() > 1 {
-                return run_simple(&conn, &sql, &scanned.statements).await;
+    rows_per_batch: usize,
+    out: tokio::sync::mpsc::Sender<Result<Batch, Error>>,
+) {
+    let work = async {
+        let cached = conn.statements.lock().expect("statement cache").get(&sql);
+        let (rows, statement) = start(&conn, &sql, &params, cached).await?;
+        let mut fields = Some(fields(statement.columns()));
+        let mut builder = ChunkBuilder::new(statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
+        pin_mut!(rows);
+        while let Some(row) = rows.next().await {
+            if let Some(chunk) = builder.push(&row.map_err(query_error)?)? {
+                let batch = Batch { fields: fields.take(), chunk: Some(chunk), done: None };
+                if out.send(Ok(batch)).await.is_err() {
+                    return Ok(());
+                }
             }
-            // Checked here because a prepare with too many parameter types fails with a vaguer 42P18.
-            if scanned.max_param != params.len() {
-                return Err(Error::ParameterCount {
-                    expected: scanned.max_param,
-                    got: params.len(),
-                });
-            }
-            run_first(&conn, &sql, &params).await
         }
+        let chunk = (builder.rows > 0).then(|| builder.take());
+        let command = command_of(&sql);
+        let count = row_count(command.as_deref(), rows.rows_affected());
+        let _ = out.send(Ok(Batch { fields: fields.take(), chunk, done: Some((command, count)) })).await;
+        Ok(())
     };
-    match result {
-        // The table under a cached statement changed shape: prepare again, once.
-        Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
-            conn.statements
-                .lock()
-                .expect("statement cache")
-                .remove(&sql);
-            Ok(vec![run_first(&conn, &sql, &params).await?])
-        }
-        other => other.map(|r| vec![r]),
+    if let Err(e) = work.await {
+        let _ = out.send(Err(e)).await;
     }
+}
+
+/// Whether `sql` (sent without parameters) holds several statements: those run through the
+/// simple protocol with [`run`], not as a stream.
+pub fn is_multi_statement(conn: &Conn, sql: &str, params: &[Option<String>]) -> bool {
+    params.is_empty()
+        && conn.statements.lock().expect("statement cache").get(sql).is_none()
+        && scan(sql).statements.len() > 1
 }
 
 fn text_params(params: &[Option<String>]) -> Vec<TextParam<'_>> {
     params.iter().map(|p| TextParam(p.as_deref())).collect()
 }
 
-async fn run_cached(
+/// Sends one statement and waits for the server to start answering: the rows to read, and the
+/// prepared statement (for its columns). A cached statement is bound by name; a new text is
+/// prepared and executed in one round trip.
+async fn start(
     conn: &Conn,
     sql: &str,
-    stmt: &Statement,
     params: &[Option<String>],
-) -> Result<ResultSet, Error> {
-    if stmt.params().len() != params.len() {
-        return Err(Error::ParameterCount {
-            expected: stmt.params().len(),
-            got: params.len(),
-        });
+    cached: Option<Statement>,
+) -> Result<(RowStream, Statement), Error> {
+    if let Some(stmt) = cached {
+        if stmt.params().len() != params.len() {
+            return Err(Error::ParameterCount { expected: stmt.params().len(), got: params.len() });
+        }
+        let values = text_params(params);
+        match conn.client.query_raw(&stmt, values.iter().map(|v| v as &dyn ToSql)).await.map_err(query_error) {
+            // The table under a cached statement changed shape: prepare again, once.
+            Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
+                conn.statements.lock().expect("statement cache").remove(sql);
+            }
+            other => return other.map(|rows| (rows, stmt)),
+        }
     }
-    let values = text_params(params);
-    let stream = conn
-        .client
-        .query_raw(stmt, values.iter().map(|v| v as &dyn ToSql))
-        .await
-        .map_err(query_error)?;
-    collect(stream, stmt.columns(), sql, conn.decode).await
-}
-
-async fn run_first(conn: &Conn, sql: &str, params: &[Option<String>]) -> Result<ResultSet, Error> {
+    // Checked here because a prepare with too many parameter types fails with a vaguer 42P18.
+    let expected = scan(sql).max_param;
+    if expected != params.len() {
+        return Err(Error::ParameterCount { expected, got: params.len() });
+    }
     let types = vec![unspecified(); params.len()];
     let values = text_params(params);
     let typed = values.iter().map(|v| (v as &dyn ToSql, unspecified()));
     // Both requests are written before either answer is read: one round trip.
-    let (prepared, executed) = futures_util::join!(
-        conn.client.prepare_typed(sql, &types),
-        conn.client.query_typed_raw(sql, typed)
-    );
-    match (prepared, executed) {
-        (Ok(stmt), Ok(stream)) => {
-            conn.statements
-                .lock()
-                .expect("statement cache")
-                .insert(sql, stmt.clone());
-            collect(stream, stmt.columns(), sql, conn.decode).await
-        }
-        (Ok(stmt), Err(e)) => {
-            let e = query_error(e);
-            if matches!(&e, Error::Server(s) if s.code == "08P01")
-                && stmt.params().len() != params.len()
-            {
-                return Err(Error::ParameterCount {
-                    expected: stmt.params().len(),
-                    got: params.len(),
-                });
-            }
-            Err(e)
-        }
-        (Err(e), _) => Err(query_error(e)),
-    }
+    let (prepared, executed) =
+        futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed));
+    let stmt = prepared.map_err(query_error)?;
+    let rows = executed.map_err(query_error)?;
+    conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
+    Ok((rows, stmt))
 }
 
-async fn collect(
-    stream: RowStream,
-    columns: &[Column],
-    sql: &str,
-    decode: DecodeOptions,
-) -> Result<ResultSet, Error> {
-    let decoders: Vec<Decoder> = columns
-        .iter()
-        .map(|c| Decoder::for_type(c.type_(), decode))
-        .collect();
-    let mut builders: Vec<ColumnBuilder> = decoders.into_iter().map(ColumnBuilder::new).collect();
-    let mut result = ResultSet {
-        fields: fields(columns),
-        ..Default::default()
-    };
-    let mut rows = 0usize;
-    pin_mut!(stream);
-    while let Some(row) = stream.next().await {
-        let row = row.map_err(query_error)?;
-        for (i, b) in builders.iter_mut().enumerate() {
-            let raw: RawValue = row.try_get(i).map_err(|e| Error::Protocol {
-                detail: e.to_string(),
-            })?;
+/// Gathers rows into columnar chunks.
+struct ChunkBuilder {
+    columns: Vec<ColumnBuilder>,
+    rows: usize,
+    limit: usize,
+}
+
+impl ChunkBuilder {
+    fn new(columns: &[Column], decode: DecodeOptions) -> ChunkBuilder {
+        let columns = columns.iter().map(|c| ColumnBuilder::new(Decoder::for_type(c.type_(), decode))).collect();
+        ChunkBuilder { columns, rows: 0, limit: CHUNK_ROWS }
+    }
+
+    fn with_limit(mut self, limit: usize) -> ChunkBuilder {
+        self.limit = limit;
+        self
+    }
+
+    /// Adds a row; hands back a chunk when one is full (by rows, or by bytes).
+    fn push(&mut self, row: &tokio_postgres::Row) -> Result<Option<Chunk>, Error> {
+        for (i, b) in self.columns.iter_mut().enumerate() {
+            let raw: RawValue = row.try_get(i).map_err(|e| Error::Protocol { detail: e.to_string() })?;
             b.push(raw.0)?;
         }
-        rows += 1;
-        if rows == CHUNK_ROWS
-            || (rows.is_multiple_of(256)
-                && builders.iter().map(|b| b.size()).sum::<usize>() > CHUNK_BYTES)
-        {
-            result.chunks.push(Chunk {
-                rows,
-                columns: builders.iter_mut().map(|b| b.take()).collect(),
-            });
-            rows = 0;
-        }
+        self.rows += 1;
+        let full = self.rows >= self.limit
+            || (self.rows.is_multiple_of(256) && self.columns.iter().map(|b| b.size()).sum::<usize>() > CHUNK_BYTES);
+        Ok(full.then(|| self.take()))
     }
-    if rows > 0 || result.chunks.is_empty() {
-        result.chunks.push(Chunk {
-            rows,
-            columns: builders.iter_mut().map(|b| b.take()).collect(),
-        });
+
+    fn take(&mut self) -> Chunk {
+        let rows = std::mem::take(&mut self.rows);
+        Chunk { rows, columns: self.columns.iter_mut().map(|b| b.take()).collect() }
     }
-    result.command = command_of(sql);
-    result.row_count = row_count(result.command.as_deref(), stream.rows_affected());
-    Ok(result)
 }
 
 /// The raw bytes of any column.
@@ -325,11 +332,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue<'a> {
 type TextColumns = Vec<Vec<Option<String>>>;
 
 async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<ResultSet>, Error> {
-    let stream = conn
-        .client
-        .simple_query_raw(sql)
-        .await
-        .map_err(query_error)?;
+    let stream = conn.client.simple_query_raw(sql).await.map_err(query_error)?;
     pin_mut!(stream);
     // The simple protocol reports no column types: keep the text, type it once all has run.
     let mut results: Vec<(ResultSet, TextColumns)> = Vec::new();
@@ -337,17 +340,12 @@ async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<R
     while let Some(msg) = stream.next().await {
         match msg.map_err(query_error)? {
             SimpleQueryMessage::RowDescription(cols) => {
-                current = Some((
-                    cols.iter().map(|c| c.name().to_string()).collect(),
-                    vec![Vec::new(); cols.len()],
-                ));
+                current = Some((cols.iter().map(|c| c.name().to_string()).collect(), vec![Vec::new(); cols.len()]));
             }
             SimpleQueryMessage::Row(row) => {
                 if let Some((_, columns)) = current.as_mut() {
                     for (i, col) in columns.iter_mut().enumerate() {
-                        let v = row.try_get(i).map_err(|e| Error::Protocol {
-                            detail: e.to_string(),
-                        })?;
+                        let v = row.try_get(i).map_err(|e| Error::Protocol { detail: e.to_string() })?;
                         col.push(v.map(str::to_string));
                     }
                 }
@@ -360,13 +358,7 @@ async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<R
                     command,
                     fields: names
                         .into_iter()
-                        .map(|name| Field {
-                            name,
-                            type_oid: 0,
-                            table_oid: 0,
-                            column_id: 0,
-                            type_modifier: -1,
-                        })
+                        .map(|name| Field { name, type_oid: 0, table_oid: 0, column_id: 0, type_modifier: -1 })
                         .collect(),
                     chunks: Vec::new(),
                 };
@@ -383,10 +375,7 @@ async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<R
                 Some(text) => conn.client.prepare(text).await.ok(),
                 None => None,
             };
-            let types = prepared
-                .as_ref()
-                .map(|p| p.columns())
-                .filter(|c| c.len() == result.fields.len());
+            let types = prepared.as_ref().map(|p| p.columns()).filter(|c| c.len() == result.fields.len());
             typed_chunk(&mut result, columns, types, conn.decode)?;
         }
         out.push(result);
@@ -420,18 +409,13 @@ fn typed_chunk(
         }
         built.push(b.take());
     }
-    result.chunks.push(Chunk {
-        rows,
-        columns: built,
-    });
+    result.chunks.push(Chunk { rows, columns: built });
     Ok(())
 }
 
 fn row_count(command: Option<&str>, affected: Option<u64>) -> Option<u64> {
     match command {
-        Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY") => {
-            affected
-        }
+        Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "FETCH" | "MOVE" | "COPY") => affected,
         _ => None,
     }
 }
@@ -510,17 +494,12 @@ pub fn scan(sql: &str) -> Scan<'_> {
                 code = true;
                 let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
                 if digits > 0 {
-                    let n = sql[i + 1..i + 1 + digits]
-                        .parse::<usize>()
-                        .unwrap_or(usize::MAX);
+                    let n = sql[i + 1..i + 1 + digits].parse::<usize>().unwrap_or(usize::MAX);
                     out.max_param = out.max_param.max(n);
                     i += 1 + digits;
                     continue;
                 }
-                let tag_len = b[i + 1..]
-                    .iter()
-                    .take_while(|&&c| ident(c) && c != b'$')
-                    .count();
+                let tag_len = b[i + 1..].iter().take_while(|&&c| ident(c) && c != b'$').count();
                 if b.get(i + 1 + tag_len) == Some(&b'$') {
                     let tag = &sql[i..i + tag_len + 2];
                     match sql[i + tag.len()..].find(tag) {
@@ -542,9 +521,7 @@ pub fn scan(sql: &str) -> Scan<'_> {
                     } else if word.eq_ignore_ascii_case("end") {
                         atomic -= 1;
                     }
-                } else if word.eq_ignore_ascii_case("atomic")
-                    && prev_word.eq_ignore_ascii_case("begin")
-                {
+                } else if word.eq_ignore_ascii_case("atomic") && prev_word.eq_ignore_ascii_case("begin") {
                     atomic = 1;
                 }
                 (prev_word, word_end, code) = (word, i, true);
@@ -579,12 +556,7 @@ pub fn command_of(sql: &str) -> Option<String> {
             .iter()
             .skip(1)
             .map(|w| w.to_ascii_uppercase())
-            .find(|w| {
-                matches!(
-                    w.as_str(),
-                    "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"
-                )
-            })
+            .find(|w| matches!(w.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"))
             .unwrap_or_else(|| "SELECT".into()),
         _ => first,
     };
@@ -600,14 +572,11 @@ fn creates_from_query(words: &[&str]) -> bool {
     let Some(as_at) = words.iter().position(|w| w.eq_ignore_ascii_case("as")) else {
         return false;
     };
-    let target = words[..as_at]
-        .iter()
-        .any(|w| w.eq_ignore_ascii_case("table") || w.eq_ignore_ascii_case("materialized"));
-    let query = words.get(as_at + 1).is_some_and(|w| {
-        ["select", "with", "values", "table", "execute"]
-            .iter()
-            .any(|k| w.eq_ignore_ascii_case(k))
-    });
+    let target =
+        words[..as_at].iter().any(|w| w.eq_ignore_ascii_case("table") || w.eq_ignore_ascii_case("materialized"));
+    let query = words
+        .get(as_at + 1)
+        .is_some_and(|w| ["select", "with", "values", "table", "execute"].iter().any(|k| w.eq_ignore_ascii_case(k)));
     target && query
 }
 
@@ -662,10 +631,7 @@ mod tests {
     #[test]
     fn finds_parameters() {
         assert_eq!(scan("select $1, $3").max_param, 3);
-        assert_eq!(
-            scan("select '$4', \"$5\", $$ $6 $$ -- $7\n /* $8 */").max_param,
-            0
-        );
+        assert_eq!(scan("select '$4', \"$5\", $$ $6 $$ -- $7\n /* $8 */").max_param, 0);
         assert_eq!(scan("select a$1 from t where x = $2").max_param, 2);
         assert_eq!(scan("select $tag$ $9 $tag$, $1").max_param, 1);
     }
@@ -682,30 +648,12 @@ mod tests {
     #[test]
     fn splits_only_top_level_semicolons() {
         assert_eq!(split_statements("select 1"), vec!["select 1"]);
-        assert_eq!(
-            split_statements("select 1; select 2;"),
-            vec!["select 1", "select 2"]
-        );
-        assert_eq!(
-            split_statements("select ';'; select \"a;b\""),
-            vec!["select ';'", "select \"a;b\""]
-        );
-        assert_eq!(
-            split_statements("select $$a;b$$; select $x$;$x$"),
-            vec!["select $$a;b$$", "select $x$;$x$"]
-        );
-        assert_eq!(
-            split_statements("select E'\\';'; -- c;\n select 2"),
-            vec!["select E'\\';'", "-- c;\n select 2"]
-        );
-        assert_eq!(
-            split_statements("select 1 /* ; /* ; */ ; */"),
-            vec!["select 1 /* ; /* ; */ ; */"]
-        );
-        assert_eq!(
-            split_statements("select $1; ; -- only a comment"),
-            vec!["select $1"]
-        );
+        assert_eq!(split_statements("select 1; select 2;"), vec!["select 1", "select 2"]);
+        assert_eq!(split_statements("select ';'; select \"a;b\""), vec!["select ';'", "select \"a;b\""]);
+        assert_eq!(split_statements("select $$a;b$$; select $x$;$x$"), vec!["select $$a;b$$", "select $x$;$x$"]);
+        assert_eq!(split_statements("select E'\\';'; -- c;\n select 2"), vec!["select E'\\';'", "-- c;\n select 2"]);
+        assert_eq!(split_statements("select 1 /* ; /* ; */ ; */"), vec!["select 1 /* ; /* ; */ ; */"]);
+        assert_eq!(split_statements("select $1; ; -- only a comment"), vec!["select $1"]);
         assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
         assert!(split_statements("  ; -- nothing").is_empty());
     }
@@ -713,23 +661,11 @@ mod tests {
     #[test]
     fn commands_as_pg_reports_them() {
         assert_eq!(command_of("select 1").as_deref(), Some("SELECT"));
-        assert_eq!(
-            command_of("  -- c\n/* x */ insert into t values (1)").as_deref(),
-            Some("INSERT")
-        );
-        assert_eq!(
-            command_of("with a as (select 1) update t set x = 1").as_deref(),
-            Some("UPDATE")
-        );
-        assert_eq!(
-            command_of("WITH RECURSIVE r(n) AS (SELECT 1) SELECT * FROM r").as_deref(),
-            Some("SELECT")
-        );
+        assert_eq!(command_of("  -- c\n/* x */ insert into t values (1)").as_deref(), Some("INSERT"));
+        assert_eq!(command_of("with a as (select 1) update t set x = 1").as_deref(), Some("UPDATE"));
+        assert_eq!(command_of("WITH RECURSIVE r(n) AS (SELECT 1) SELECT * FROM r").as_deref(), Some("SELECT"));
         assert_eq!(command_of("values (1)").as_deref(), Some("SELECT"));
-        assert_eq!(
-            command_of("create table t (x int)").as_deref(),
-            Some("CREATE")
-        );
+        assert_eq!(command_of("create table t (x int)").as_deref(), Some("CREATE"));
         assert_eq!(command_of("(select 1)").as_deref(), Some("SELECT"));
         assert_eq!(command_of(""), None);
         assert_eq!(row_count(Some("CREATE"), Some(0)), None);

@@ -10,9 +10,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::{Arc, OnceLock};
 
 /// ALPN protocol PostgreSQL 17+ and DSQL require for direct TLS; harmless with SSLRequest.
@@ -21,20 +19,12 @@ pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 /// The one crypto provider in the build (ring), passed explicitly so rustls never has to guess.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
 }
 
 fn bundled_roots() -> Arc<RootCertStore> {
     static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            Arc::new(RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-        })
-        .clone()
+    ROOTS.get_or_init(|| Arc::new(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })).clone()
 }
 
 fn load_roots(roots: &RootCerts) -> Result<Arc<RootCertStore>, Error> {
@@ -55,19 +45,9 @@ fn load_roots(roots: &RootCerts) -> Result<Arc<RootCertStore>, Error> {
         RootCerts::File(path) => {
             let shown = path.display();
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| {
-                    Error::config(
-                        "sslrootcert",
-                        format!("cannot read sslrootcert file {shown}: {e}"),
-                    )
-                })?
+                .map_err(|e| Error::config("sslrootcert", format!("cannot read sslrootcert file {shown}: {e}")))?
                 .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    Error::config(
-                        "sslrootcert",
-                        format!("sslrootcert file {shown} is not valid PEM: {e}"),
-                    )
-                })?;
+                .map_err(|e| Error::config("sslrootcert", format!("sslrootcert file {shown} is not valid PEM: {e}")))?;
             let mut store = RootCertStore::empty();
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
@@ -89,24 +69,16 @@ pub fn client_config(config: &Config) -> Result<Arc<ClientConfig>, Error> {
         .map_err(|e| Error::config("sslmode", format!("TLS set-up failed: {e}")))?;
     let verification = config.verification();
     let mut tls = if verification == Verification::None {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
     } else {
         let roots = load_roots(&config.sslrootcert)?;
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
             .build()
-            .map_err(|e| {
-                Error::config("sslrootcert", format!("cannot use the trust roots: {e}"))
-            })?;
+            .map_err(|e| Error::config("sslrootcert", format!("cannot use the trust roots: {e}")))?;
         if verification == Verification::Full {
             builder.with_webpki_verifier(webpki).with_no_client_auth()
         } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                .with_no_client_auth()
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(webpki))).with_no_client_auth()
         }
     };
     tls.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
@@ -127,10 +99,7 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         // webpki checks the chain before the name, so a name error means the chain was good.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -179,12 +148,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -192,12 +156,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -210,15 +169,8 @@ mod tests {
     use crate::config::{resolve, Inputs};
 
     fn config(pairs: &[(&str, &str)]) -> Config {
-        let options = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        resolve(&Inputs {
-            options,
-            ..Default::default()
-        })
-        .unwrap()
+        let options = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        resolve(&Inputs { options, ..Default::default() }).unwrap()
     }
 
     #[test]
@@ -233,11 +185,7 @@ mod tests {
 
     #[test]
     fn missing_root_file_is_a_config_error() {
-        let e = client_config(&config(&[
-            ("host", "h"),
-            ("sslrootcert", "/nonexistent/ca.pem"),
-        ]))
-        .unwrap_err();
+        let e = client_config(&config(&[("host", "h"), ("sslrootcert", "/nonexistent/ca.pem")])).unwrap_err();
         assert_eq!(e.code(), "INVALID_CONFIG");
         assert!(e.to_string().contains("/nonexistent/ca.pem"));
     }

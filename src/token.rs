@@ -7,9 +7,7 @@ use crate::endpoint::dsql_region;
 use crate::error::{Error, TokenField};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    self, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-};
+use aws_sigv4::http_request::{self, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,10 +27,7 @@ pub fn action_for(user: &str) -> &'static str {
 
 /// Region to sign for: explicit, else from the hostname, else `AWS_REGION`/`AWS_DEFAULT_REGION`.
 pub fn region_for(host: &str, explicit: Option<&str>, env_region: Option<&str>) -> Option<String> {
-    explicit
-        .or_else(|| dsql_region(host))
-        .or(env_region)
-        .map(str::to_string)
+    explicit.or_else(|| dsql_region(host)).or(env_region).map(str::to_string)
 }
 
 /// Everything a token is signed over.
@@ -59,9 +54,7 @@ fn uri_encode(s: &str, out: &mut String) {
 /// Signs a token. The query parameters are written sorted by name, as the AWS CLI and
 /// `@aws-sdk/dsql-signer` write them, so the string is the same byte for byte.
 pub fn sign(req: &TokenRequest, credentials: &Credentials) -> Result<Secret, Error> {
-    let failed = |e: &dyn std::fmt::Display| Error::TokenSigning {
-        detail: e.to_string(),
-    };
+    let failed = |e: &dyn std::fmt::Display| Error::TokenSigning { detail: e.to_string() };
     let identity: Identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
     settings.expires_in = Some(req.expires_in);
@@ -75,11 +68,9 @@ pub fn sign(req: &TokenRequest, credentials: &Credentials) -> Result<Secret, Err
         .build()
         .map_err(|e| failed(&e))?;
     let url = format!("https://{}/?Action={}", req.host, req.action);
-    let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[]))
-        .map_err(|e| failed(&e))?;
-    let (instructions, _) = http_request::sign(signable, &params.into())
-        .map_err(|e| failed(&e))?
-        .into_parts();
+    let signable =
+        SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[])).map_err(|e| failed(&e))?;
+    let (instructions, _) = http_request::sign(signable, &params.into()).map_err(|e| failed(&e))?.into_parts();
     let mut pairs: Vec<(&str, &str)> = vec![("Action", req.action)];
     pairs.extend(instructions.params().iter().map(|(k, v)| (*k, v.as_ref())));
     pairs.sort_by(|a, b| a.0.cmp(b.0));
@@ -101,10 +92,7 @@ pub enum CredentialSource {
     /// Handed over by the caller (the `credentials` option).
     Given(Credentials),
     /// The standard chain: environment, profiles, web identity, containers, IMDS, SSO, process.
-    Chain {
-        profile: Option<String>,
-        region: String,
-    },
+    Chain { profile: Option<String>, region: String },
 }
 
 impl std::fmt::Debug for CredentialSource {
@@ -122,9 +110,7 @@ async fn chain(profile: Option<&str>, region: &str) -> Option<SharedCredentialsP
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     // The SDK's HTTPS client (for SSO, STS, IMDS, containers) on ring, like the rest of the build.
     crate::tls::provider();
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     // An explicit region keeps the loader from asking instance metadata for one.
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
@@ -139,12 +125,9 @@ pub async fn credentials(source: &CredentialSource) -> Result<Credentials, Error
     match source {
         CredentialSource::Given(c) => Ok(c.clone()),
         CredentialSource::Chain { profile, region } => {
-            let provider =
-                chain(profile.as_deref(), region)
-                    .await
-                    .ok_or_else(|| Error::Credentials {
-                        detail: "no credential provider is configured".into(),
-                    })?;
+            let provider = chain(profile.as_deref(), region)
+                .await
+                .ok_or_else(|| Error::Credentials { detail: "no credential provider is configured".into() })?;
             provider.provide_credentials().await.map_err(|e| {
                 let mut detail = e.to_string();
                 let mut cur = std::error::Error::source(&e);
@@ -159,18 +142,8 @@ pub async fn credentials(source: &CredentialSource) -> Result<Credentials, Error
     }
 }
 
-pub fn static_credentials(
-    access_key_id: &str,
-    secret: &str,
-    session_token: Option<&str>,
-) -> Credentials {
-    Credentials::new(
-        access_key_id,
-        secret,
-        session_token.map(str::to_string),
-        None,
-        "dsql-tunnel",
-    )
+pub fn static_credentials(access_key_id: &str, secret: &str, session_token: Option<&str>) -> Credentials {
+    Credentials::new(access_key_id, secret, session_token.map(str::to_string), None, "dsql-tunnel")
 }
 
 /// What a token says about itself.
@@ -213,10 +186,7 @@ fn parse_amz_date(s: &str) -> Option<u64> {
     if b.len() != 16
         || b[8] != b'T'
         || b[15] != b'Z'
-        || !s[..8]
-            .bytes()
-            .chain(s[9..15].bytes())
-            .all(|c| c.is_ascii_digit())
+        || !s[..8].bytes().chain(s[9..15].bytes()).all(|c| c.is_ascii_digit())
     {
         return None;
     }
@@ -250,12 +220,7 @@ pub fn iso8601(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Decodes a DSQL token; `None` when `s` does not look like one (then it is an ordinary password).
@@ -296,9 +261,7 @@ pub fn decode(s: &str) -> Option<Claims> {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn where_from(source: Source) -> String {
@@ -312,20 +275,11 @@ fn where_from(source: Source) -> String {
 
 /// Checks a static password that is a DSQL token against the connection it is about to be
 /// used for: expiry, hostname, action for the user, region.
-pub fn check_static(
-    password: &Secret,
-    config: &Config,
-    region: Option<&str>,
-    now: Option<u64>,
-) -> Result<(), Error> {
+pub fn check_static(password: &Secret, config: &Config, region: Option<&str>, now: Option<u64>) -> Result<(), Error> {
     let Some(claims) = decode(password.expose()) else {
         return Ok(());
     };
-    let source = config
-        .sources
-        .iter()
-        .find(|(k, _)| *k == "password")
-        .map_or(Source::Option, |(_, s)| *s);
+    let source = config.sources.iter().find(|(k, _)| *k == "password").map_or(Source::Option, |(_, s)| *s);
     let from = where_from(source);
     let now = now.unwrap_or_else(now_secs);
     if claims.expires_at() <= now {
@@ -336,27 +290,14 @@ pub fn check_static(
             ago_secs: now - claims.expires_at(),
         });
     }
-    let mismatch = |field, expected: String, found: String| Error::TokenMismatch {
-        field,
-        from: from.clone(),
-        expected,
-        found,
-    };
-    if !claims
-        .host
-        .eq_ignore_ascii_case(config.host.trim_end_matches('.'))
-    {
+    let mismatch =
+        |field, expected: String, found: String| Error::TokenMismatch { field, from: from.clone(), expected, found };
+    if !claims.host.eq_ignore_ascii_case(config.host.trim_end_matches('.')) {
         return Err(mismatch(TokenField::Host, config.host.clone(), claims.host));
     }
     let wanted = action_for(&config.user);
     if claims.action != wanted {
-        return Err(mismatch(
-            TokenField::Action {
-                user: config.user.clone(),
-            },
-            wanted.into(),
-            claims.action,
-        ));
+        return Err(mismatch(TokenField::Action { user: config.user.clone() }, wanted.into(), claims.action));
     }
     if let Some(r) = region.filter(|r| !claims.region.eq_ignore_ascii_case(r)) {
         return Err(mismatch(TokenField::Region, r.to_string(), claims.region));
@@ -366,10 +307,7 @@ pub fn check_static(
 
 /// The password for a new connection: the configured one (a static token is checked first), or a
 /// token minted now, or none (a server that needs no password).
-pub async fn password_for(
-    config: &Config,
-    given: Option<&Credentials>,
-) -> Result<Option<Secret>, Error> {
+pub async fn password_for(config: &Config, given: Option<&Credentials>) -> Result<Option<Secret>, Error> {
     if let Some(p) = &config.password {
         check_static(p, config, config.region.as_deref(), None)?;
         return Ok(Some(p.clone()));
@@ -378,17 +316,11 @@ pub async fn password_for(
         return Ok(None);
     }
     let region = config.region.clone().ok_or_else(|| {
-        Error::config(
-            "region",
-            "set the region option or AWS_REGION to sign DSQL auth tokens for this host",
-        )
+        Error::config("region", "set the region option or AWS_REGION to sign DSQL auth tokens for this host")
     })?;
     let source = match given {
         Some(c) => CredentialSource::Given(c.clone()),
-        None => CredentialSource::Chain {
-            profile: config.profile.clone(),
-            region: region.clone(),
-        },
+        None => CredentialSource::Chain { profile: config.profile.clone(), region: region.clone() },
     };
     let credentials = credentials(&source).await?;
     let request = TokenRequest {
@@ -418,37 +350,19 @@ pub struct GenerateOptions {
 pub async fn generate(o: &GenerateOptions, given: Option<&Credentials>) -> Result<Secret, Error> {
     let host = o.host.trim().trim_end_matches('.');
     if host.is_empty() {
-        return Err(Error::config(
-            "host",
-            "generateToken needs host: the cluster's DSQL hostname",
-        ));
+        return Err(Error::config("host", "generateToken needs host: the cluster's DSQL hostname"));
     }
-    let region =
-        region_for(host, o.region.as_deref(), o.env_region.as_deref()).ok_or_else(|| {
-            Error::config(
-                "region",
-                format!("no region for {host}: pass region or set AWS_REGION"),
-            )
-        })?;
+    let region = region_for(host, o.region.as_deref(), o.env_region.as_deref())
+        .ok_or_else(|| Error::config("region", format!("no region for {host}: pass region or set AWS_REGION")))?;
     // A bare cluster id expands to its public endpoint, as AWS's connectors do.
-    let host = if host.contains('.') {
-        host.to_string()
-    } else {
-        format!("{host}.dsql.{region}.on.aws")
-    };
+    let host = if host.contains('.') { host.to_string() } else { format!("{host}.dsql.{region}.on.aws") };
     let expires_in = o.expires_in.unwrap_or(DEFAULT_EXPIRY.as_secs());
     if expires_in == 0 || expires_in > MAX_EXPIRY.as_secs() {
-        return Err(Error::config(
-            "expiresIn",
-            "expiresIn must be from 1 to 604800 seconds (7 days)",
-        ));
+        return Err(Error::config("expiresIn", "expiresIn must be from 1 to 604800 seconds (7 days)"));
     }
     let source = match given {
         Some(c) => CredentialSource::Given(c.clone()),
-        None => CredentialSource::Chain {
-            profile: o.profile.clone(),
-            region: region.clone(),
-        },
+        None => CredentialSource::Chain { profile: o.profile.clone(), region: region.clone() },
     };
     let credentials = credentials(&source).await?;
     let request = TokenRequest {
@@ -510,9 +424,9 @@ mod tests {
              &X-Amz-SignedHeaders=host"
         );
         let admin = sign(&request("DbConnectAdmin"), &creds).unwrap();
-        assert!(admin.expose().contains(
-            "X-Amz-Signature=267cf8d04d84444f7a62d5bdb40c44bfc6cb13dd6c64fa7f772df6bbaa90fff1"
-        ));
+        assert!(admin
+            .expose()
+            .contains("X-Amz-Signature=267cf8d04d84444f7a62d5bdb40c44bfc6cb13dd6c64fa7f772df6bbaa90fff1"));
     }
 
     #[test]
@@ -529,11 +443,7 @@ mod tests {
 
     #[test]
     fn decodes_its_own_tokens() {
-        let t = sign(
-            &request("DbConnectAdmin"),
-            &static_credentials("akid", "secret", None),
-        )
-        .unwrap();
+        let t = sign(&request("DbConnectAdmin"), &static_credentials("akid", "secret", None)).unwrap();
         let c = decode(t.expose()).unwrap();
         assert_eq!(c.host, "peccy.dsql.us-east-1.on.aws");
         assert_eq!(c.action, "DbConnectAdmin");
@@ -548,19 +458,11 @@ mod tests {
     }
 
     fn config(user: &str, password: &str) -> Config {
-        let options = [
-            ("host", "peccy.dsql.us-east-1.on.aws"),
-            ("user", user),
-            ("password", password),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        resolve(&Inputs {
-            options,
-            ..Default::default()
-        })
-        .unwrap()
+        let options = [("host", "peccy.dsql.us-east-1.on.aws"), ("user", user), ("password", password)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        resolve(&Inputs { options, ..Default::default() }).unwrap()
     }
 
     #[test]
@@ -572,21 +474,12 @@ mod tests {
         assert!(check_static(&p, &c, Some("us-east-1"), Some(1_724_716_900)).is_ok());
         let e = check_static(&p, &c, None, Some(1_724_717_250 + 120)).unwrap_err();
         assert_eq!(e.code(), "TOKEN_EXPIRED");
-        assert!(
-            e.to_string().contains("2024-08-27T00:07:30Z") && e.to_string().contains("2 minutes"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("2024-08-27T00:07:30Z") && e.to_string().contains("2 minutes"), "{e}");
         assert!(!e.to_string().contains("X-Amz-Signature"), "{e}");
         let e = check_static(&p, &c, Some("eu-west-1"), Some(1_724_716_900)).unwrap_err();
         assert_eq!(e.code(), "TOKEN_REGION_MISMATCH");
         let other = config("app", admin.expose());
-        let e = check_static(
-            other.password.as_ref().unwrap(),
-            &other,
-            None,
-            Some(1_724_716_900),
-        )
-        .unwrap_err();
+        let e = check_static(other.password.as_ref().unwrap(), &other, None, Some(1_724_716_900)).unwrap_err();
         assert_eq!(e.code(), "TOKEN_ACTION_MISMATCH");
         let mut moved = config("admin", admin.expose());
         moved.host = "other.dsql.us-east-1.on.aws".into();
@@ -598,18 +491,9 @@ mod tests {
 
     #[test]
     fn regions() {
-        assert_eq!(
-            region_for("a.dsql-x.eu-west-2.on.aws", None, Some("us-east-1")).as_deref(),
-            Some("eu-west-2")
-        );
-        assert_eq!(
-            region_for("a.dsql-x.eu-west-2.on.aws", Some("ap-south-1"), None).as_deref(),
-            Some("ap-south-1")
-        );
-        assert_eq!(
-            region_for("localhost", None, Some("us-east-1")).as_deref(),
-            Some("us-east-1")
-        );
+        assert_eq!(region_for("a.dsql-x.eu-west-2.on.aws", None, Some("us-east-1")).as_deref(), Some("eu-west-2"));
+        assert_eq!(region_for("a.dsql-x.eu-west-2.on.aws", Some("ap-south-1"), None).as_deref(), Some("ap-south-1"));
+        assert_eq!(region_for("localhost", None, Some("us-east-1")).as_deref(), Some("us-east-1"));
         assert_eq!(region_for("localhost", None, None), None);
         assert_eq!(action_for("admin"), "DbConnectAdmin");
         assert_eq!(action_for("reader"), "DbConnect");

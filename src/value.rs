@@ -92,9 +92,7 @@ impl Decoder {
             Type::FLOAT4 => Decoder::Float4,
             Type::FLOAT8 => Decoder::Float8,
             Type::NUMERIC => Decoder::Numeric,
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
-                Decoder::Utf8
-            }
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => Decoder::Utf8,
             Type::CHAR => Decoder::Char,
             Type::UUID => Decoder::Uuid,
             Type::JSON => Decoder::Json,
@@ -131,9 +129,7 @@ impl Decoder {
     pub fn kind(&self) -> Kind {
         match self {
             Decoder::Bool => Kind::Bool,
-            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => {
-                Kind::Number
-            }
+            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => Kind::Number,
             Decoder::Int8Big => Kind::BigInt,
             Decoder::Json | Decoder::Jsonb => Kind::Json,
             Decoder::Bytea => Kind::Bytes,
@@ -154,9 +150,7 @@ impl Decoder {
 }
 
 fn bad(what: &str) -> Error {
-    Error::Protocol {
-        detail: format!("malformed {what} value from the server"),
-    }
+    Error::Protocol { detail: format!("malformed {what} value from the server") }
 }
 
 fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], Error> {
@@ -184,10 +178,7 @@ fn float(raw: &[u8], d: &Decoder) -> Result<f64, Error> {
         Decoder::Float4 => {
             let f = f32::from_be_bytes(fixed(raw, "float4")?);
             if f.is_finite() {
-                ryu::Buffer::new()
-                    .format_finite(f)
-                    .parse()
-                    .unwrap_or(f as f64)
+                ryu::Buffer::new().format_finite(f).parse().unwrap_or(f as f64)
             } else {
                 f as f64
             }
@@ -339,11 +330,7 @@ pub fn write_numeric(out: &mut String, raw: &[u8]) -> Result<(), Error> {
         out.push('0');
     } else {
         for i in 0..=weight {
-            let _ = if i == 0 {
-                write!(out, "{}", digit(i))
-            } else {
-                write!(out, "{:04}", digit(i))
-            };
+            let _ = if i == 0 { write!(out, "{}", digit(i)) } else { write!(out, "{:04}", digit(i)) };
         }
     }
     if dscale > 0 {
@@ -381,19 +368,11 @@ fn write_inet(out: &mut String, raw: &[u8]) -> Result<(), Error> {
     }
     let max = match (family, len) {
         (2, 4) => {
-            let _ = write!(
-                out,
-                "{}",
-                std::net::Ipv4Addr::from(fixed::<4>(addr, "inet")?)
-            );
+            let _ = write!(out, "{}", std::net::Ipv4Addr::from(fixed::<4>(addr, "inet")?));
             32
         }
         (3, 16) => {
-            let _ = write!(
-                out,
-                "{}",
-                std::net::Ipv6Addr::from(fixed::<16>(addr, "inet")?)
-            );
+            let _ = write!(out, "{}", std::net::Ipv6Addr::from(fixed::<16>(addr, "inet")?));
             128
         }
         _ => return Err(bad("inet")),
@@ -414,11 +393,7 @@ fn write_bits(out: &mut String, raw: &[u8]) -> Result<(), Error> {
         return Err(bad("bit"));
     }
     for i in 0..n {
-        out.push(if data[i / 8] & (0x80 >> (i % 8)) != 0 {
-            '1'
-        } else {
-            '0'
-        });
+        out.push(if data[i / 8] & (0x80 >> (i % 8)) != 0 { '1' } else { '0' });
     }
     Ok(())
 }
@@ -449,10 +424,7 @@ fn write_geometry(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error
     if raw.len() != count * 8 {
         return Err(bad("geometric"));
     }
-    let v: Vec<f64> = raw
-        .chunks_exact(8)
-        .map(|c| f64::from_be_bytes(c.try_into().expect("8 bytes")))
-        .collect();
+    let v: Vec<f64> = raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().expect("8 bytes"))).collect();
     let _ = match d {
         Decoder::Point => write!(out, "({},{})", v[0], v[1]),
         Decoder::Line => write!(out, "{{{},{},{}}}", v[0], v[1], v[2]),
@@ -506,9 +478,7 @@ pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error
         }
         Decoder::Bit => write_bits(out, raw)?,
         Decoder::Money => write_money(out, i64::from_be_bytes(fixed(raw, "money")?)),
-        Decoder::Point | Decoder::Lseg | Decoder::Box | Decoder::Line | Decoder::Circle => {
-            write_geometry(out, d, raw)?
-        }
+        Decoder::Point | Decoder::Lseg | Decoder::Box | Decoder::Line | Decoder::Circle => write_geometry(out, d, raw)?,
         Decoder::Lsn => {
             let v = u64::from_be_bytes(fixed(raw, "pg_lsn")?);
             let _ = write!(out, "{:X}/{:X}", v >> 32, v & 0xffff_ffff);
@@ -524,13 +494,7 @@ pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error
         // Types whose binary form is their text (extensions' string types, enums of unknown
         // oid) read as text; anything else is shown as hex rather than as garbled characters.
         Decoder::Fallback => match std::str::from_utf8(raw) {
-            Ok(s)
-                if !s
-                    .chars()
-                    .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
-            {
-                out.push_str(s)
-            }
+            Ok(s) if !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) => out.push_str(s),
             _ => {
                 out.push_str("\\x");
                 write_hex(out, raw);
@@ -585,19 +549,10 @@ fn json_number(out: &mut String, n: f64) {
 }
 
 /// Appends one array element as JSON.
-fn write_json_element(
-    out: &mut String,
-    d: &Decoder,
-    raw: &[u8],
-    scratch: &mut String,
-) -> Result<(), Error> {
+fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
     match d.kind() {
         Kind::Number => json_number(out, float(raw, d)?),
-        Kind::Bool => out.push_str(if raw.first().copied().unwrap_or(0) != 0 {
-            "true"
-        } else {
-            "false"
-        }),
+        Kind::Bool => out.push_str(if raw.first().copied().unwrap_or(0) != 0 { "true" } else { "false" }),
         Kind::Timestamp | Kind::LocalTimestamp => json_number(out, timestamp_ms(raw)?),
         Kind::Json => out.push_str(json_text(d, raw)?),
         Kind::Bytes => {
@@ -608,12 +563,7 @@ fn write_json_element(
         Kind::BigInt => {
             let _ = write!(out, "\"{}\"", i64::from_be_bytes(fixed(raw, "int8")?));
         }
-        Kind::Array => write_array_json(
-            out,
-            d.element_kind().map(|_| d).expect("array"),
-            raw,
-            scratch,
-        )?,
+        Kind::Array => write_array_json(out, d.element_kind().map(|_| d).expect("array"), raw, scratch)?,
         Kind::Text => {
             scratch.clear();
             write_text(scratch, d, raw)?;
@@ -624,23 +574,12 @@ fn write_json_element(
 }
 
 /// A PostgreSQL array (any number of dimensions) as nested JSON arrays.
-pub fn write_array_json(
-    out: &mut String,
-    d: &Decoder,
-    raw: &[u8],
-    scratch: &mut String,
-) -> Result<(), Error> {
-    let Decoder::Array(elem) = d else {
-        unreachable!("not an array decoder")
-    };
+pub fn write_array_json(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
+    let Decoder::Array(elem) = d else { unreachable!("not an array decoder") };
     let array = wire::array_from_sql(raw).map_err(|_| bad("array"))?;
     let dims: Vec<usize> = {
         use fallible_iterator::FallibleIterator;
-        array
-            .dimensions()
-            .map(|d| Ok(d.len.max(0) as usize))
-            .collect()
-            .map_err(|_| bad("array"))?
+        array.dimensions().map(|d| Ok(d.len.max(0) as usize)).collect().map_err(|_| bad("array"))?
     };
     if dims.is_empty() {
         out.push_str("[]");
@@ -687,9 +626,7 @@ pub fn text_decoder(d: &Decoder) -> Decoder {
         | Decoder::Bytea
         | Decoder::Timestamptz
         | Decoder::Timestamp => d.clone(),
-        Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => {
-            Decoder::Float8
-        }
+        Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => Decoder::Float8,
         Decoder::Json | Decoder::Jsonb => Decoder::Json,
         // Everything else is wanted in PostgreSQL's own text form, which is what arrived.
         _ => Decoder::Utf8,
@@ -701,31 +638,16 @@ pub fn text_to_wire(d: &Decoder, text: &str) -> Result<Vec<u8>, Error> {
     let wrong = || bad("text-format");
     Ok(match d {
         Decoder::Bool => vec![u8::from(text == "t")],
-        Decoder::Float8 => text
-            .parse::<f64>()
-            .map_err(|_| wrong())?
-            .to_be_bytes()
-            .to_vec(),
-        Decoder::Int8Text | Decoder::Int8Big => text
-            .parse::<i64>()
-            .map_err(|_| wrong())?
-            .to_be_bytes()
-            .to_vec(),
+        Decoder::Float8 => text.parse::<f64>().map_err(|_| wrong())?.to_be_bytes().to_vec(),
+        Decoder::Int8Text | Decoder::Int8Big => text.parse::<i64>().map_err(|_| wrong())?.to_be_bytes().to_vec(),
         Decoder::Bytea => {
             let hex = text.strip_prefix("\\x").ok_or_else(wrong)?;
             (0..hex.len())
                 .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        .ok_or_else(wrong)
-                })
+                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(wrong))
                 .collect::<Result<_, _>>()?
         }
-        Decoder::Timestamptz | Decoder::Timestamp => parse_timestamp_us(text)
-            .ok_or_else(wrong)?
-            .to_be_bytes()
-            .to_vec(),
+        Decoder::Timestamptz | Decoder::Timestamp => parse_timestamp_us(text).ok_or_else(wrong)?.to_be_bytes().to_vec(),
         _ => text.as_bytes().to_vec(),
     })
 }
@@ -757,11 +679,7 @@ fn parse_timestamp_us(text: &str) -> Option<i64> {
     let sec = hms.next()?;
     let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
     let s: i64 = whole.parse().ok()?;
-    let micros: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}").get(..6)?.parse().ok()?
-    };
+    let micros: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").get(..6)?.parse().ok()? };
     let offset_secs = match zone {
         None => 0,
         Some(z) => {
@@ -809,45 +727,25 @@ pub struct ColumnBuilder {
 
 impl ColumnBuilder {
     pub fn new(decoder: Decoder) -> ColumnBuilder {
-        let mut out = ColumnChunk {
-            kind: Some(decoder.kind()),
-            element: decoder.element_kind(),
-            ..Default::default()
-        };
-        if matches!(
-            decoder.kind(),
-            Kind::Text | Kind::Json | Kind::Array | Kind::Bytes
-        ) {
+        let mut out = ColumnChunk { kind: Some(decoder.kind()), element: decoder.element_kind(), ..Default::default() };
+        if matches!(decoder.kind(), Kind::Text | Kind::Json | Kind::Array | Kind::Bytes) {
             out.offsets.push(0);
         }
-        ColumnBuilder {
-            decoder,
-            out,
-            rows: 0,
-            utf16_len: 0,
-            scratch: String::new(),
-        }
+        ColumnBuilder { decoder, out, rows: 0, utf16_len: 0, scratch: String::new() }
     }
 
     /// Bytes held so far (to bound a chunk's size).
     pub fn size(&self) -> usize {
-        self.out.text.len()
-            + self.out.bytes.len()
-            + 8 * (self.out.numbers.len() + self.out.bigints.len())
+        self.out.text.len() + self.out.bytes.len() + 8 * (self.out.numbers.len() + self.out.bigints.len())
     }
 
     pub fn push(&mut self, raw: Option<&[u8]>) -> Result<(), Error> {
         let kind = self.decoder.kind();
         match raw {
             None => {
-                self.out
-                    .nulls
-                    .get_or_insert_with(|| vec![0; self.rows])
-                    .push(1);
+                self.out.nulls.get_or_insert_with(|| vec![0; self.rows]).push(1);
                 match kind {
-                    Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
-                        self.out.numbers.push(0.0)
-                    }
+                    Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(0.0),
                     Kind::BigInt => self.out.bigints.push(0),
                     Kind::Bytes => self.out.offsets.push(self.out.bytes.len() as u32),
                     Kind::Text | Kind::Json | Kind::Array => self.out.offsets.push(self.utf16_len),
@@ -859,26 +757,12 @@ impl ColumnBuilder {
                 }
                 match kind {
                     Kind::Number => self.out.numbers.push(float(raw, &self.decoder)?),
-                    Kind::Bool => {
-                        self.out
-                            .numbers
-                            .push(if raw.first().copied().unwrap_or(0) != 0 {
-                                1.0
-                            } else {
-                                0.0
-                            })
-                    }
-                    Kind::Timestamp | Kind::LocalTimestamp => {
-                        self.out.numbers.push(timestamp_ms(raw)?)
-                    }
-                    Kind::BigInt => self
-                        .out
-                        .bigints
-                        .push(i64::from_be_bytes(fixed(raw, "int8")?)),
+                    Kind::Bool => self.out.numbers.push(if raw.first().copied().unwrap_or(0) != 0 { 1.0 } else { 0.0 }),
+                    Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(timestamp_ms(raw)?),
+                    Kind::BigInt => self.out.bigints.push(i64::from_be_bytes(fixed(raw, "int8")?)),
                     Kind::Bytes => {
                         self.out.bytes.extend_from_slice(raw);
-                        let end = u32::try_from(self.out.bytes.len())
-                            .map_err(|_| bad("bytea (chunk too large)"))?;
+                        let end = u32::try_from(self.out.bytes.len()).map_err(|_| bad("bytea (chunk too large)"))?;
                         self.out.offsets.push(end);
                     }
                     Kind::Text | Kind::Json | Kind::Array => {
@@ -886,19 +770,10 @@ impl ColumnBuilder {
                         match kind {
                             Kind::Text => write_text(&mut self.out.text, &self.decoder, raw)?,
                             Kind::Json => self.out.text.push_str(json_text(&self.decoder, raw)?),
-                            _ => write_array_json(
-                                &mut self.out.text,
-                                &self.decoder,
-                                raw,
-                                &mut self.scratch,
-                            )?,
+                            _ => write_array_json(&mut self.out.text, &self.decoder, raw, &mut self.scratch)?,
                         }
                         let added = &self.out.text[start..];
-                        let units = if added.is_ascii() {
-                            added.len()
-                        } else {
-                            added.encode_utf16().count()
-                        };
+                        let units = if added.is_ascii() { added.len() } else { added.encode_utf16().count() };
                         self.utf16_len = u32::try_from(self.utf16_len as usize + units)
                             .map_err(|_| bad("text (chunk too large)"))?;
                         self.out.offsets.push(self.utf16_len);
@@ -938,66 +813,33 @@ mod tests {
 
     #[test]
     fn numerics() {
-        assert_eq!(
-            text(Decoder::Numeric, &numeric(2, 0, 0, 2, &[123, 4500])),
-            "123.45"
-        );
-        assert_eq!(
-            text(Decoder::Numeric, &numeric(1, -1, 0x4000, 3, &[5])),
-            "-0.000"
-        );
-        assert_eq!(
-            text(Decoder::Numeric, &numeric(1, -2, 0, 8, &[12])),
-            "0.00000012"
-        );
+        assert_eq!(text(Decoder::Numeric, &numeric(2, 0, 0, 2, &[123, 4500])), "123.45");
+        assert_eq!(text(Decoder::Numeric, &numeric(1, -1, 0x4000, 3, &[5])), "-0.000");
+        assert_eq!(text(Decoder::Numeric, &numeric(1, -2, 0, 8, &[12])), "0.00000012");
         assert_eq!(text(Decoder::Numeric, &numeric(1, 1, 0, 0, &[1])), "10000");
         assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0, 0, &[])), "0");
-        assert_eq!(
-            text(Decoder::Numeric, &numeric(0, 0, 0xC000, 0, &[])),
-            "NaN"
-        );
-        assert_eq!(
-            text(Decoder::Numeric, &numeric(0, 0, 0xF000, 0, &[])),
-            "-Infinity"
-        );
+        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0xC000, 0, &[])), "NaN");
+        assert_eq!(text(Decoder::Numeric, &numeric(0, 0, 0xF000, 0, &[])), "-Infinity");
         assert!(write_numeric(&mut String::new(), &[0, 1]).is_err());
     }
 
     #[test]
     fn dates_and_times() {
         assert_eq!(text(Decoder::Date, &0i32.to_be_bytes()), "2000-01-01");
-        assert_eq!(
-            text(Decoder::Date, &(-10_957i32).to_be_bytes()),
-            "1970-01-01"
-        );
+        assert_eq!(text(Decoder::Date, &(-10_957i32).to_be_bytes()), "1970-01-01");
         assert_eq!(text(Decoder::Date, &8_825i32.to_be_bytes()), "2024-02-29");
         assert_eq!(text(Decoder::Date, &i32::MAX.to_be_bytes()), "infinity");
         // 0001-12-31 BC is the day before 0001-01-01 (day -730119 from 2000-01-01).
-        assert_eq!(
-            text(Decoder::Date, &(-730_119i32).to_be_bytes()),
-            "0001-01-01"
-        );
-        assert_eq!(
-            text(Decoder::Date, &(-730_120i32).to_be_bytes()),
-            "0001-12-31 BC"
-        );
+        assert_eq!(text(Decoder::Date, &(-730_119i32).to_be_bytes()), "0001-01-01");
+        assert_eq!(text(Decoder::Date, &(-730_120i32).to_be_bytes()), "0001-12-31 BC");
         let t = (13 * 3600 + 4 * 60 + 5) as i64 * 1_000_000 + 500_000;
         assert_eq!(text(Decoder::Time, &t.to_be_bytes()), "13:04:05.5");
         let mut tz = t.to_be_bytes().to_vec();
         tz.extend_from_slice(&(-19_800i32).to_be_bytes()); // +05:30
         assert_eq!(text(Decoder::Timetz, &tz), "13:04:05.5+05:30");
-        assert_eq!(
-            timestamp_ms(&0i64.to_be_bytes()).unwrap(),
-            946_684_800_000.0
-        );
-        assert_eq!(
-            timestamp_ms(&(-1i64).to_be_bytes()).unwrap(),
-            946_684_799_999.0
-        );
-        assert_eq!(
-            timestamp_ms(&i64::MAX.to_be_bytes()).unwrap(),
-            f64::INFINITY
-        );
+        assert_eq!(timestamp_ms(&0i64.to_be_bytes()).unwrap(), 946_684_800_000.0);
+        assert_eq!(timestamp_ms(&(-1i64).to_be_bytes()).unwrap(), 946_684_799_999.0);
+        assert_eq!(timestamp_ms(&i64::MAX.to_be_bytes()).unwrap(), f64::INFINITY);
     }
 
     fn interval(us: i64, days: i32, months: i32) -> String {
@@ -1010,10 +852,7 @@ mod tests {
     #[test]
     fn intervals_as_postgres_prints_them() {
         assert_eq!(interval(0, 0, 0), "00:00:00");
-        assert_eq!(
-            interval(3_723_000_000, 3, 14),
-            "1 year 2 mons 3 days 01:02:03"
-        );
+        assert_eq!(interval(3_723_000_000, 3, 14), "1 year 2 mons 3 days 01:02:03");
         assert_eq!(interval(0, 1, 1), "1 mon 1 day");
         assert_eq!(interval(-1_000_000, 0, 0), "-00:00:01");
         assert_eq!(interval(1_500_000, -2, 0), "-2 days +00:00:01.5");
@@ -1023,15 +862,9 @@ mod tests {
     #[test]
     fn uuids_inet_bits() {
         let u: Vec<u8> = (0u8..16).collect();
-        assert_eq!(
-            text(Decoder::Uuid, &u),
-            "00010203-0405-0607-0809-0a0b0c0d0e0f"
-        );
+        assert_eq!(text(Decoder::Uuid, &u), "00010203-0405-0607-0809-0a0b0c0d0e0f");
         assert_eq!(text(Decoder::Inet, &[2, 32, 0, 4, 10, 0, 0, 1]), "10.0.0.1");
-        assert_eq!(
-            text(Decoder::Inet, &[2, 24, 1, 4, 10, 0, 0, 0]),
-            "10.0.0.0/24"
-        );
+        assert_eq!(text(Decoder::Inet, &[2, 24, 1, 4, 10, 0, 0, 0]), "10.0.0.0/24");
         let mut v6 = vec![3, 128, 0, 16];
         v6.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
         assert_eq!(text(Decoder::Inet, &v6), "::1");
@@ -1039,19 +872,13 @@ mod tests {
         assert_eq!(text(Decoder::Fallback, b"plain"), "plain");
         assert_eq!(text(Decoder::Fallback, &[0xff, 0x00]), "\\xff00");
         assert_eq!(text(Decoder::Fallback, &[0, 0, 1]), "\\x000001");
-        assert_eq!(
-            text(Decoder::Money, &(-123_456_789i64).to_be_bytes()),
-            "-$1,234,567.89"
-        );
+        assert_eq!(text(Decoder::Money, &(-123_456_789i64).to_be_bytes()), "-$1,234,567.89");
         assert_eq!(text(Decoder::Money, &5i64.to_be_bytes()), "$0.05");
         let mut p = 1.5f64.to_be_bytes().to_vec();
         p.extend_from_slice(&(-2.0f64).to_be_bytes());
         assert_eq!(text(Decoder::Point, &p), "(1.5,-2)");
         assert_eq!(text(Decoder::Char, &[0xc3]), "\\303");
-        assert_eq!(
-            text(Decoder::Lsn, &0x0000_0001_0000_00ffu64.to_be_bytes()),
-            "1/FF"
-        );
+        assert_eq!(text(Decoder::Lsn, &0x0000_0001_0000_00ffu64.to_be_bytes()), "1/FF");
         assert_eq!(float(&1.1f32.to_be_bytes(), &Decoder::Float4).unwrap(), 1.1);
     }
 
@@ -1061,20 +888,11 @@ mod tests {
         assert_eq!(us("2000-01-01 00:00:00+00"), 0);
         assert_eq!(us("2000-01-01 05:30:00.5+05:30"), 500_000);
         assert_eq!(us("1999-12-31 23:59:59.999999"), -1);
-        assert_eq!(
-            us("1970-01-01 00:00:00-01"),
-            (3600 - 946_684_800) * 1_000_000
-        );
+        assert_eq!(us("1970-01-01 00:00:00-01"), (3600 - 946_684_800) * 1_000_000);
         assert_eq!(us("infinity"), i64::MAX);
         assert!(parse_timestamp_us("yesterday").is_none());
-        assert_eq!(
-            text_to_wire(&Decoder::Bytea, "\\x01ff").unwrap(),
-            vec![1, 255]
-        );
-        assert_eq!(
-            text_to_wire(&Decoder::Float8, "NaN").unwrap(),
-            f64::NAN.to_be_bytes().to_vec()
-        );
+        assert_eq!(text_to_wire(&Decoder::Bytea, "\\x01ff").unwrap(), vec![1, 255]);
+        assert_eq!(text_to_wire(&Decoder::Float8, "NaN").unwrap(), f64::NAN.to_be_bytes().to_vec());
         assert_eq!(text_decoder(&Decoder::Int4), Decoder::Float8);
         assert_eq!(text_decoder(&Decoder::Numeric), Decoder::Utf8);
     }
@@ -1102,16 +920,7 @@ mod tests {
     fn arrays_become_json() {
         let mut buf = bytes::BytesMut::new();
         wire::array_to_sql(
-            [
-                wire::ArrayDimension {
-                    len: 2,
-                    lower_bound: 1,
-                },
-                wire::ArrayDimension {
-                    len: 2,
-                    lower_bound: 1,
-                },
-            ],
+            [wire::ArrayDimension { len: 2, lower_bound: 1 }, wire::ArrayDimension { len: 2, lower_bound: 1 }],
             25,
             ["a", "b\"", "ü", ""].iter().map(|s| s.as_bytes()),
             |e, buf| {
@@ -1122,13 +931,7 @@ mod tests {
         )
         .unwrap();
         let mut out = String::new();
-        write_array_json(
-            &mut out,
-            &Decoder::Array(Box::new(Decoder::Utf8)),
-            &buf,
-            &mut String::new(),
-        )
-        .unwrap();
+        write_array_json(&mut out, &Decoder::Array(Box::new(Decoder::Utf8)), &buf, &mut String::new()).unwrap();
         assert_eq!(out, r#"[["a","b\""],["ü",""]]"#);
     }
 }

@@ -1,10 +1,10 @@
 //! `NativeClient`: one connection, its queries, its end.
 
-use super::convert::{AwsCredentials, ConnectInfo, NativeError, RawResult};
+use super::convert::{AwsCredentials, ConnectInfo, NativeError, RawResult, StreamPiece};
 use super::settle;
 use crate::config::{self, Inputs};
 use crate::error::Error;
-use crate::query::{self, Conn, ResultSet};
+use crate::query::{self, Batch, Conn, ResultSet};
 use crate::value::DecodeOptions;
 use crate::{connect, tls};
 use aws_credential_types::Credentials;
@@ -14,9 +14,11 @@ use napi_derive::napi;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 /// How long `end()` waits for the connection to say goodbye before dropping it.
@@ -48,9 +50,7 @@ impl NativeClient {
     #[napi(constructor)]
     #[allow(clippy::new_without_default)]
     pub fn new() -> NativeClient {
-        NativeClient {
-            state: Arc::new(Mutex::new(State::New)),
-        }
+        NativeClient { state: Arc::new(Mutex::new(State::New)) }
     }
 
     /// Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
@@ -74,18 +74,9 @@ impl NativeClient {
             }
         }
         let state = self.state.clone();
-        let inputs = Inputs {
-            options,
-            connection_string,
-            env: environment,
-        };
+        let inputs = Inputs { options, connection_string, env: environment };
         let work = async move {
-            let result = open(
-                &inputs,
-                credentials.map(Credentials::from),
-                DecodeOptions { int8_as_bigint },
-            )
-            .await;
+            let result = open(&inputs, credentials.map(Credentials::from), DecodeOptions { int8_as_bigint }).await;
             let mut st = state.lock().expect("client state");
             match result {
                 Ok((open, info)) => {
@@ -131,13 +122,50 @@ impl NativeClient {
         settle_query(env, Box::pin(work))
     }
 
+    /// Starts one statement whose rows arrive in batches of `batch` rows through `next()`.
+    /// Returns `null` for text with several statements (run those with `query`).
+    #[napi]
+    pub fn stream(&self, sql: String, params: Vec<Option<String>>, batch: u32) -> Option<NativeStream> {
+        let (tx, rx) = mpsc::channel(1);
+        let (conn, mut closed) = match &*self.state.lock().expect("client state") {
+            State::Open(o) => (o.conn.clone(), o.closed.subscribe()),
+            other => {
+                let e = if matches!(other, State::Closed) { Error::Closed } else { Error::NotConnected };
+                let _ = tx.try_send(Err(e));
+                return Some(NativeStream::new(rx, None));
+            }
+        };
+        if conn.client.is_closed() {
+            let detail = "the connection had already closed; the query was not sent".into();
+            let _ = tx.try_send(Err(Error::ConnectionLost { detail, sent: false }));
+            return Some(NativeStream::new(rx, None));
+        }
+        if query::is_multi_statement(&conn, &sql, &params) {
+            return None;
+        }
+        let task_conn = conn.clone();
+        let work = async move {
+            tokio::select! {
+                biased;
+                _ = query::stream(task_conn, sql, params, batch as usize, tx) => {},
+                _ = closed.wait_for(|c| *c) => {},
+            }
+        };
+        // As with queries: the first poll, here, writes the request, so it keeps its place in line.
+        let mut work = Box::pin(work);
+        let waker = futures_util::task::noop_waker();
+        let first =
+            napi::bindgen_prelude::within_runtime_if_available(|| work.as_mut().poll(&mut Context::from_waker(&waker)));
+        if first.is_pending() {
+            napi::bindgen_prelude::spawn(work);
+        }
+        Some(NativeStream::new(rx, Some(conn)))
+    }
+
     /// Closes the connection. Pending queries settle with `CLIENT_CLOSED`. Idempotent.
     #[napi]
     pub fn end<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let previous = std::mem::replace(
-            &mut *self.state.lock().expect("client state"),
-            State::Closed,
-        );
+        let previous = std::mem::replace(&mut *self.state.lock().expect("client state"), State::Closed);
         env.spawn_future(async move {
             if let State::Open(open) = previous {
                 open.closed.send_replace(true);
@@ -155,10 +183,7 @@ impl NativeClient {
     /// Sends a CancelRequest for what the connection is running (through the tunnel, TLS with
     /// the DSQL hostname as SNI). Settles with `undefined` or a `NativeError`.
     #[napi(ts_return_type = "Promise<undefined | NativeError>")]
-    pub fn cancel<'env>(
-        &self,
-        env: &'env Env,
-    ) -> Result<PromiseRaw<'env, Either<(), NativeError>>> {
+    pub fn cancel<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Either<(), NativeError>>> {
         let conn = match &*self.state.lock().expect("client state") {
             State::Open(o) => Some(o.conn.clone()),
             _ => None,
@@ -181,6 +206,65 @@ impl NativeClient {
     }
 }
 
+/// The rows of one statement, chunk by chunk, with backpressure: nothing more is read from the
+/// server while a chunk waits here.
+#[napi]
+pub struct NativeStream {
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<std::result::Result<Batch, Error>>>>,
+    conn: Option<Arc<Conn>>,
+    done: Arc<AtomicBool>,
+}
+
+impl NativeStream {
+    fn new(rx: mpsc::Receiver<std::result::Result<Batch, Error>>, conn: Option<Arc<Conn>>) -> NativeStream {
+        NativeStream { rx: Arc::new(tokio::sync::Mutex::new(rx)), conn, done: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+#[napi]
+impl NativeStream {
+    /// The next piece; settles with a `NativeError` on failure (never rejects).
+    #[napi(ts_return_type = "Promise<StreamPiece | NativeError>")]
+    pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Either<StreamPiece, NativeError>>> {
+        let (rx, done) = (self.rx.clone(), self.done.clone());
+        settle(env, async move {
+            let piece = rx.lock().await.recv().await;
+            match piece {
+                Some(Ok(b)) => {
+                    if b.done.is_some() {
+                        done.store(true, Ordering::Relaxed);
+                    }
+                    Ok(StreamPiece::from(b))
+                }
+                Some(Err(e)) => {
+                    done.store(true, Ordering::Relaxed);
+                    Err(e)
+                }
+                None if done.load(Ordering::Relaxed) => Ok(StreamPiece { done: true, ..Default::default() }),
+                None => Err(Error::Closed),
+            }
+        })
+    }
+
+    /// Stops early: cancels the statement on the server and discards what is left, so the
+    /// connection can run the next query. Idempotent.
+    #[napi]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let (rx, conn) = (self.rx.clone(), self.conn.clone());
+        let finished = self.done.swap(true, Ordering::Relaxed);
+        env.spawn_future(async move {
+            if !finished {
+                if let Some(c) = conn {
+                    let _ = c.cancel().await;
+                }
+            }
+            // Dropping the channel ends the task; tokio-postgres drains the rest of the answer.
+            rx.lock().await.close();
+            Ok(())
+        })
+    }
+}
+
 async fn open(
     inputs: &Inputs,
     credentials: Option<Credentials>,
@@ -192,28 +276,17 @@ async fn open(
     let info = ConnectInfo::new(&config, &session.timings);
     let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode));
     let (closed, _) = watch::channel(false);
-    Ok((
-        Open {
-            conn,
-            task: session.task,
-            closed,
-        },
-        info,
-    ))
+    Ok((Open { conn, task: session.task, closed }, info))
 }
 
 type BoxedQuery = Pin<Box<dyn Future<Output = std::result::Result<Vec<ResultSet>, Error>> + Send>>;
 
 /// Polls the query once on the calling (JavaScript) thread before handing it to tokio: that
 /// first poll writes the request, so queries reach the wire in the order they were called.
-fn settle_query<'env>(
-    env: &'env Env,
-    mut work: BoxedQuery,
-) -> Result<PromiseRaw<'env, QueryOutcome>> {
+fn settle_query<'env>(env: &'env Env, mut work: BoxedQuery) -> Result<PromiseRaw<'env, QueryOutcome>> {
     let waker = futures_util::task::noop_waker();
-    let first = napi::bindgen_prelude::within_runtime_if_available(|| {
-        work.as_mut().poll(&mut Context::from_waker(&waker))
-    });
+    let first =
+        napi::bindgen_prelude::within_runtime_if_available(|| work.as_mut().poll(&mut Context::from_waker(&waker)));
     let work: BoxedQuery = match first {
         Poll::Ready(r) => Box::pin(std::future::ready(r)),
         Poll::Pending => work,

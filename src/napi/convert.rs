@@ -2,7 +2,7 @@
 
 use crate::config::{Config, RootCerts, Verification};
 use crate::error::Error;
-use crate::query::ResultSet;
+use crate::query::{Batch, Chunk, Field, ResultSet};
 use crate::value::{ColumnChunk, Kind};
 use napi::bindgen_prelude::{BigInt64Array, Buffer, Float64Array, Uint32Array, Uint8Array};
 use napi_derive::napi;
@@ -47,11 +47,8 @@ impl From<&Error> for NativeError {
         let s = |f: fn(&crate::error::ServerError) -> Option<String>| server.and_then(f);
         let (errno, syscall, address, port) = match (e, e.io()) {
             (Error::Connect { addr, .. }, Some(io)) => {
-                let (a, p) = addr
-                    .rsplit_once(':')
-                    .map_or((addr.clone(), None), |(a, p)| {
-                        (a.to_string(), p.parse().ok())
-                    });
+                let (a, p) =
+                    addr.rsplit_once(':').map_or((addr.clone(), None), |(a, p)| (a.to_string(), p.parse().ok()));
                 (
                     io.raw_os_error().map(|n| -n),
                     Some("connect".to_string()),
@@ -59,12 +56,7 @@ impl From<&Error> for NativeError {
                     p,
                 )
             }
-            (Error::Resolve { host, .. }, _) => (
-                None,
-                Some("getaddrinfo".to_string()),
-                Some(host.clone()),
-                None,
-            ),
+            (Error::Resolve { host, .. }, _) => (None, Some("getaddrinfo".to_string()), Some(host.clone()), None),
             _ => (None, None, None, None),
         };
         NativeError {
@@ -112,11 +104,7 @@ pub struct AwsCredentials {
 
 impl From<AwsCredentials> for aws_credential_types::Credentials {
     fn from(c: AwsCredentials) -> Self {
-        crate::token::static_credentials(
-            &c.access_key_id,
-            &c.secret_access_key,
-            c.session_token.as_deref(),
-        )
+        crate::token::static_credentials(&c.access_key_id, &c.secret_access_key, c.session_token.as_deref())
     }
 }
 
@@ -211,11 +199,7 @@ impl From<&Config> for ResolvedConfig {
             application_name: c.application_name.clone(),
             connect_timeout_millis: c.connect_timeout.map(|d| d.as_millis() as f64),
             is_dsql: c.is_dsql(),
-            sources: c
-                .sources
-                .iter()
-                .map(|(k, s)| (k.to_string(), s.to_string()))
-                .collect(),
+            sources: c.sources.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect(),
         }
     }
 }
@@ -274,30 +258,52 @@ fn column(c: ColumnChunk) -> RawColumn {
     }
 }
 
+pub fn raw_fields(fields: Vec<Field>) -> Vec<RawField> {
+    fields
+        .into_iter()
+        .map(|f| RawField {
+            name: f.name,
+            table_id: f.table_oid,
+            column_id: f.column_id.into(),
+            data_type_id: f.type_oid,
+            data_type_modifier: f.type_modifier,
+        })
+        .collect()
+}
+
+pub fn raw_chunk(ch: Chunk) -> RawChunk {
+    RawChunk { rows: ch.rows as u32, columns: ch.columns.into_iter().map(column).collect() }
+}
+
 impl From<ResultSet> for RawResult {
     fn from(r: ResultSet) -> RawResult {
         RawResult {
             command: r.command,
             row_count: r.row_count.map(|n| n as f64),
-            fields: r
-                .fields
-                .into_iter()
-                .map(|f| RawField {
-                    name: f.name,
-                    table_id: f.table_oid,
-                    column_id: f.column_id.into(),
-                    data_type_id: f.type_oid,
-                    data_type_modifier: f.type_modifier,
-                })
-                .collect(),
-            chunks: r
-                .chunks
-                .into_iter()
-                .map(|ch| RawChunk {
-                    rows: ch.rows as u32,
-                    columns: ch.columns.into_iter().map(column).collect(),
-                })
-                .collect(),
+            fields: raw_fields(r.fields),
+            chunks: r.chunks.into_iter().map(raw_chunk).collect(),
         }
+    }
+}
+
+/// One batch of a stream: the fields come with the first, `done` (with the command and row
+/// count) with the last; a small result is a single batch.
+#[napi(object)]
+#[derive(Default)]
+pub struct StreamPiece {
+    pub fields: Option<Vec<RawField>>,
+    pub chunk: Option<RawChunk>,
+    pub done: bool,
+    pub command: Option<String>,
+    pub row_count: Option<f64>,
+}
+
+impl From<Batch> for StreamPiece {
+    fn from(b: Batch) -> StreamPiece {
+        let (done, command, row_count) = match b.done {
+            Some((command, count)) => (true, command, count.map(|n| n as f64)),
+            None => (false, None, None),
+        };
+        StreamPiece { fields: b.fields.map(raw_fields), chunk: b.chunk.map(raw_chunk), done, command, row_count }
     }
 }

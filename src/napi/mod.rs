@@ -18,10 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Runs `work` on the runtime and settles with its value or a `NativeError`: the promise never
 /// rejects, so `index.js` can raise its own Error classes with their codes.
-pub(crate) fn settle<'env, T, F>(
-    env: &'env Env,
-    work: F,
-) -> napi::Result<PromiseRaw<'env, Either<T, NativeError>>>
+pub(crate) fn settle<'env, T, F>(env: &'env Env, work: F) -> napi::Result<PromiseRaw<'env, Either<T, NativeError>>>
 where
     T: ToNapiValue + Send + 'static,
     F: Future<Output = Result<T, Error>> + Send + 'static,
@@ -74,22 +71,14 @@ pub fn generate_token<'env>(
     let opts = GenerateOptions {
         host: get("host").unwrap_or_default(),
         region: get("region"),
-        env_region: environment
-            .get("AWS_REGION")
-            .or(environment.get("AWS_DEFAULT_REGION"))
-            .cloned(),
+        env_region: environment.get("AWS_REGION").or(environment.get("AWS_DEFAULT_REGION")).cloned(),
         user: get("user"),
         expires_in,
         profile: get("profile"),
-        signed_at: signing_time_millis
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0.0) as u64)),
+        signed_at: signing_time_millis.map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0.0) as u64)),
     };
     let credentials = credentials.map(aws_credential_types::Credentials::from);
-    settle(env, async move {
-        token::generate(&opts, credentials.as_ref())
-            .await
-            .map(|t| t.expose().to_string())
-    })
+    settle(env, async move { token::generate(&opts, credentials.as_ref()).await.map(|t| t.expose().to_string()) })
 }
 
 /// The environment variables the configuration resolver reads.
@@ -106,11 +95,7 @@ pub fn resolve_config(
     connection_string: Option<String>,
     env: HashMap<String, String>,
 ) -> Either<ResolvedConfig, NativeError> {
-    match config::resolve(&Inputs {
-        options,
-        connection_string,
-        env,
-    }) {
+    match config::resolve(&Inputs { options, connection_string, env }) {
         Ok(c) => Either::A(ResolvedConfig::from(&c)),
         Err(e) => Either::B(NativeError::from(&e)),
     }
