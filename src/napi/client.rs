@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -159,7 +159,7 @@ impl NativeClient {
         if first.is_pending() {
             napi::bindgen_prelude::spawn(work);
         }
-        Some(NativeStream::new(rx, Some(conn)))
+        Some(NativeStream::new(rx, Some(&conn)))
     }
 
     /// Closes the connection. Pending queries settle with `CLIENT_CLOSED`. Idempotent.
@@ -211,12 +211,15 @@ impl NativeClient {
 #[napi]
 pub struct NativeStream {
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<std::result::Result<Batch, Error>>>>,
-    conn: Option<Arc<Conn>>,
+    // Weak: a finished stream may wait for garbage collection, and must not keep the connection
+    // open (end() closes it by dropping the last strong handle).
+    conn: Option<Weak<Conn>>,
     done: Arc<AtomicBool>,
 }
 
 impl NativeStream {
-    fn new(rx: mpsc::Receiver<std::result::Result<Batch, Error>>, conn: Option<Arc<Conn>>) -> NativeStream {
+    fn new(rx: mpsc::Receiver<std::result::Result<Batch, Error>>, conn: Option<&Arc<Conn>>) -> NativeStream {
+        let conn = conn.map(Arc::downgrade);
         NativeStream { rx: Arc::new(tokio::sync::Mutex::new(rx)), conn, done: Arc::new(AtomicBool::new(false)) }
     }
 }
@@ -254,7 +257,7 @@ impl NativeStream {
         let finished = self.done.swap(true, Ordering::Relaxed);
         env.spawn_future(async move {
             if !finished {
-                if let Some(c) = conn {
+                if let Some(c) = conn.and_then(|w| w.upgrade()) {
                     let _ = c.cancel().await;
                 }
             }
