@@ -52,6 +52,12 @@ export declare class NativeStream {
   close(): Promise<undefined>
 }
 
+/**
+ * Internal, for the test suite: proves that a panic on either side of the boundary settles as
+ * an error (`INTERNAL_ERROR`) and leaves the process running. `kind`: `sync` or `async`.
+ */
+export declare function __selfTestPanic(kind: string): Promise<NativeError>
+
 /** AWS credentials handed over by the caller (the `credentials` option). Never logged. */
 export interface AwsCredentials {
   accessKeyId: string

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativeStream = nativeBinding.NativeStream
+module.exports.__selfTestPanic = nativeBinding.__selfTestPanic
 module.exports.decodeToken = nativeBinding.decodeToken
 module.exports.envNames = nativeBinding.envNames
 module.exports.generateToken = nativeBinding.generateToken

@@ -82,6 +82,8 @@ pub enum Error {
     Credentials { detail: String },
     /// Signing a token failed.
     TokenSigning { detail: String },
+    /// A bug: something panicked. The promise settles with this instead of never settling.
+    Internal { detail: String },
     /// An API call the client cannot carry out as asked.
     InvalidArgument { detail: String },
     /// The query has a different number of parameters than values were given.
@@ -127,6 +129,7 @@ impl Error {
             .into(),
             Error::Credentials { .. } => "CREDENTIALS_UNAVAILABLE".into(),
             Error::TokenSigning { .. } => "TOKEN_SIGNING_FAILED".into(),
+            Error::Internal { .. } => "INTERNAL_ERROR".into(),
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT".into(),
             Error::ParameterCount { .. } => "PARAMETER_COUNT_MISMATCH".into(),
             Error::Protocol { .. } => "PROTOCOL_ERROR".into(),
@@ -260,6 +263,9 @@ impl fmt::Display for Error {
                  or set PGPASSWORD to a token"
             ),
             Error::TokenSigning { detail } => write!(f, "could not sign a DSQL auth token: {detail}"),
+            Error::Internal { detail } => {
+                write!(f, "internal error in dsql-tunnel ({detail}); the operation was abandoned: please report it")
+            }
             Error::InvalidArgument { detail } => f.write_str(detail),
             Error::ParameterCount { expected, got } => {
                 write!(f, "the query expects {expected} parameter(s) ($1…${expected}) but {got} value(s) were given")

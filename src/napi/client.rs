@@ -55,7 +55,7 @@ impl NativeClient {
 
     /// Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
     /// `NativeError` (never rejects).
-    #[napi(ts_return_type = "Promise<ConnectInfo | NativeError>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<ConnectInfo | NativeError>")]
     pub fn connect<'env>(
         &self,
         env: &'env Env,
@@ -100,7 +100,7 @@ impl NativeClient {
 
     /// Runs `sql` with parameters in PostgreSQL text form (`null` for NULL). Settles with one
     /// result per statement, or a `NativeError` (never rejects).
-    #[napi(ts_return_type = "Promise<Array<RawResult> | NativeError>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<Array<RawResult> | NativeError>")]
     pub fn query<'env>(
         &self,
         env: &'env Env,
@@ -124,7 +124,7 @@ impl NativeClient {
 
     /// Starts one statement whose rows arrive in batches of `batch` rows through `next()`.
     /// Returns `null` for text with several statements (run those with `query`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stream(&self, sql: String, params: Vec<Option<String>>, batch: u32) -> Option<NativeStream> {
         let (tx, rx) = mpsc::channel(1);
         let (conn, mut closed) = match &*self.state.lock().expect("client state") {
@@ -144,11 +144,18 @@ impl NativeClient {
             return None;
         }
         let task_conn = conn.clone();
+        let on_panic = tx.clone();
         let work = async move {
-            tokio::select! {
-                biased;
-                _ = query::stream(task_conn, sql, params, batch as usize, tx) => {},
-                _ = closed.wait_for(|c| *c) => {},
+            let run = async move {
+                tokio::select! {
+                    biased;
+                    _ = query::stream(task_conn, sql, params, batch as usize, tx) => {},
+                    _ = closed.wait_for(|c| *c) => {},
+                }
+                Ok(())
+            };
+            if let Err(e) = super::unpanicked(run).await {
+                let _ = on_panic.send(Err(e)).await;
             }
         };
         // As with queries: the first poll, here, writes the request, so it keeps its place in line.
@@ -294,7 +301,7 @@ fn settle_query<'env>(env: &'env Env, mut work: BoxedQuery) -> Result<PromiseRaw
         Poll::Ready(r) => Box::pin(std::future::ready(r)),
         Poll::Pending => work,
     };
-    env.spawn_future_with_callback(async move { Ok(work.await) }, |_, r| {
+    env.spawn_future_with_callback(async move { Ok(super::unpanicked(work).await) }, |_, r| {
         Ok(match r {
             Ok(results) => Either::A(results.into_iter().map(RawResult::from).collect()),
             Err(e) => Either::B(NativeError::from(&e)),

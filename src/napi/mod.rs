@@ -23,7 +23,7 @@ where
     T: ToNapiValue + Send + 'static,
     F: Future<Output = Result<T, Error>> + Send + 'static,
 {
-    env.spawn_future_with_callback(async move { Ok(work.await) }, |_, r| {
+    env.spawn_future_with_callback(async move { Ok(unpanicked(work).await) }, |_, r| {
         Ok(match r {
             Ok(v) => Either::A(v),
             Err(e) => Either::B(NativeError::from(&e)),
@@ -45,7 +45,7 @@ pub struct TokenClaims {
 }
 
 /// Decodes a DSQL auth token; `null` when the string is not one (an ordinary password).
-#[napi]
+#[napi(catch_unwind)]
 pub fn decode_token(token: String) -> Option<TokenClaims> {
     token::decode(&token).map(|c| TokenClaims {
         expires_at: c.expires_at() as f64 * 1000.0,
@@ -57,8 +57,41 @@ pub fn decode_token(token: String) -> Option<TokenClaims> {
     })
 }
 
+/// A panic in `work` (a bug) becomes `Error::Internal`, so its promise still settles and the
+/// process carries on.
+pub(crate) async fn unpanicked<T>(work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(Error::Internal { detail })
+        }
+    }
+}
+
+/// Internal, for the test suite: proves that a panic on either side of the boundary settles as
+/// an error (`INTERNAL_ERROR`) and leaves the process running. `kind`: `sync` or `async`.
+#[napi(js_name = "__selfTestPanic", catch_unwind, ts_return_type = "Promise<NativeError>")]
+pub fn self_test_panic<'env>(env: &'env Env, kind: String) -> napi::Result<PromiseRaw<'env, Either<(), NativeError>>> {
+    if kind == "sync" {
+        panic!("self-test panic (sync)");
+    }
+    settle(env, async move {
+        tokio::task::yield_now().await;
+        if kind == "async" {
+            panic!("self-test panic (async)");
+        }
+        Ok(())
+    })
+}
+
 /// Mints a DSQL auth token. `options`: host, region, user, expiresIn, profile (strings).
-#[napi(ts_return_type = "Promise<string | NativeError>")]
+#[napi(catch_unwind, ts_return_type = "Promise<string | NativeError>")]
 pub fn generate_token<'env>(
     env: &'env Env,
     options: HashMap<String, String>,
@@ -82,14 +115,14 @@ pub fn generate_token<'env>(
 }
 
 /// The environment variables the configuration resolver reads.
-#[napi]
+#[napi(catch_unwind)]
 pub fn env_names() -> Vec<String> {
     config::env_names().into_iter().map(String::from).collect()
 }
 
 /// Resolves options, a connection string and environment variables into the settings a
 /// connection would use, with where each came from. Secrets are never returned.
-#[napi]
+#[napi(catch_unwind)]
 pub fn resolve_config(
     options: HashMap<String, String>,
     connection_string: Option<String>,
