@@ -278,6 +278,9 @@ export declare class Client {
 export declare class PoolClient {
   query<R = any>(text: string, values?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>
   query<R = any>(config: QueryConfig): Promise<QueryResult<R>>
+  /** Not callable (no value has type `never`). It lets a PoolClient fit pg-shaped interfaces whose
+   * `query` also takes pg cursors, such as Kysely's `PostgresPoolClient`. Cursors are not supported. */
+  query(unsupported: never): never
   transaction<T>(fn: (client: Client) => Promise<T>, options?: TransactionOptions): Promise<T>
   stream<R = any>(text: string, values?: readonly unknown[], options?: StreamOptions): AsyncIterableIterator<R>
   cancel(): Promise<void>

@@ -6,6 +6,9 @@
 const { debug } = require('./debug')
 
 const END_GRACE_MILLIS = 5000
+// A connection idle longer than this is checked with a round trip before it is handed out: the
+// server (or DSQL's front door, or a frozen Lambda's network) may have closed it meanwhile.
+const VALIDATE_AFTER_IDLE_MILLIS = 1000
 // Connection failures worth another try (with backoff) while an acquirer still has time.
 const TRANSIENT = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
@@ -170,7 +173,11 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
       this.#check()
       const deadline = this.#acquireTimeout > 0 ? Date.now() + this.#acquireTimeout : 0
       const entry = this.#pick(exclusive)
-      if (entry) return this.#take(entry, exclusive)
+      if (entry) {
+        const stale = entry.inflight === 0 && Date.now() - entry.idleSince > VALIDATE_AFTER_IDLE_MILLIS
+        this.#take(entry, exclusive)
+        return stale ? this.#validate(entry, exclusive) : entry
+      }
       if (this.totalCount < this.#max) return this.#create(deadline, exclusive)
       return new Promise((resolve, reject) => {
         const waiter = { exclusive, resolve, reject, deadline, timer: null }
@@ -184,10 +191,26 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
       })
     }
 
+    async #validate(entry, exclusive) {
+      try {
+        await entry.client.query('select 1')
+        return entry
+      } catch {
+        debug('pool-close', { reason: 'stale' })
+        if (exclusive) entry.exclusive = false
+        else entry.inflight--
+        this.#close(entry)
+        return this.#acquire(exclusive)
+      }
+    }
+
     // An open connection to use: idle first; busy ones (pipelining) only for shared use at max.
     #pick(exclusive) {
       let best = null
+      const now = Date.now()
       for (const e of this.#entries) {
+        // Timers can fire late (a thawed Lambda runs I/O callbacks first): check the deadline too.
+        if (!e.retired && now >= e.expiresAt) this.#retire(e)
         if (e.retired || e.exclusive) continue
         if (!e.client.isOpen) {
           if (e.inflight === 0) this.#close(e)
@@ -211,10 +234,11 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     async #create(deadline, exclusive) {
       this.#creating++
       try {
-        for (;;) {
+        for (let attempt = 1; ; attempt++) {
           const wait = this.#backoffUntil - Date.now()
           if (wait > 0) await sleep(wait)
-          if (this.#ending) throw ended()
+          // A query accepted before end() gets its connection; retries stop once the pool ends.
+          if (this.#ending && attempt > 1) throw ended()
           const remaining = deadline ? deadline - Date.now() : 0
           if (deadline && remaining <= 0) throw poolError('POOL_TIMEOUT', `could not open a connection within ${this.#acquireTimeout} ms`)
           const client = new Client({ ...this.#config, ...(deadline ? { connectionTimeoutMillis: remaining } : {}) })
@@ -233,10 +257,6 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
             continue
           }
           this.#backoff = 0
-          if (this.#ending) {
-            await client.end()
-            throw ended()
-          }
           return this.#take(this.#track(client, startedAt), exclusive)
         }
       } finally {
@@ -247,11 +267,11 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
 
     #track(client, startedAt) {
       debug('pool-open', { total: this.#entries.size + 1, max: this.#max })
-      const entry = { client, inflight: 0, exclusive: false, retired: false, idleTimer: null, lifeTimer: null }
+      const entry = { client, inflight: 0, exclusive: false, retired: false, idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity }
       if (this.#lifetime > 0) {
         // Up to 10 % early, so connections opened together are not all replaced together.
-        const lifetime = this.#lifetime * (1 - Math.random() * 0.1)
-        entry.lifeTimer = setTimeout(() => this.#retire(entry), Math.max(0, startedAt + lifetime - Date.now()))
+        entry.expiresAt = startedAt + this.#lifetime * (1 - Math.random() * 0.1)
+        entry.lifeTimer = setTimeout(() => this.#retire(entry), Math.max(0, entry.expiresAt - Date.now()))
         entry.lifeTimer.unref()
       }
       this.#entries.add(entry)
@@ -265,7 +285,8 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     #idle(entry) {
-      if (entry.retired || !entry.client.isOpen) return this.#close(entry)
+      if (entry.retired || this.#ending || !entry.client.isOpen) return this.#close(entry)
+      entry.idleSince = Date.now()
       if (this.#idleTimeout > 0) {
         entry.idleTimer = setTimeout(() => {
           if (entry.inflight !== 0 || entry.exclusive) return
