@@ -21,7 +21,9 @@ export declare class NativeClient {
    * Runs `sql` with parameters in PostgreSQL text form (`null` for NULL). Settles with one
    * result per statement, or a `NativeError` (never rejects).
    */
-  query(sql: string, params: Array<string | undefined | null>): Promise<Array<RawResult> | NativeError>
+  query(sql: string, params: Array<string | undefined | null>, rowsPerBatch: number): Promise<QueryReply | NativeError>
+  /** The next batch of a result larger than one batch (`more` from `query`). */
+  more(id: number): Promise<StreamPiece | NativeError>
   /**
    * Starts one statement whose rows arrive in batches of `batch` rows through `next()`.
    * Returns `null` for text with several statements (run those with `query`).
@@ -123,6 +125,16 @@ export interface NativeError {
   syscall?: string
   address?: string
   port?: number
+}
+
+/**
+ * What a query settles with: one result per statement for text with several statements, or
+ * the first batch of one statement, and `more` to call when it is not the last.
+ */
+export interface QueryReply {
+  results?: Array<RawResult>
+  batch?: StreamPiece
+  more?: number
 }
 
 export interface RawChunk {

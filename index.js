@@ -16,19 +16,6 @@ const CANCEL_GRACE_MILLIS = 5000
 // loop runs, so a large result never blocks it for long.
 const CHUNK_ROWS = 4096
 
-/** Reads a statement's batches into node-postgres's result shape (or native error data). */
-async function collect(stream, arrayMode) {
-  let fields = []
-  const rows = []
-  for (;;) {
-    const piece = await stream.next()
-    if (isNativeError(piece)) return piece
-    if (piece.fields) fields = toFields(piece.fields)
-    if (piece.chunk) appendRows(fields, piece.chunk, arrayMode, rows)
-    if (piece.done) return { command: piece.command ?? null, rowCount: piece.rowCount ?? null, rows, fields, rowAsArray: arrayMode }
-  }
-}
-
 // Option name → accepted aliases (node-postgres spellings).
 const OPTIONS = {
   host: [], hostaddr: [], port: [], user: [], database: [], password: [], sslmode: [], sslrootcert: [],
@@ -159,8 +146,7 @@ class Client {
     const arrayMode = rowMode === 'array'
     const previous = this.#settled
     // The request is written here, synchronously, so pipelined queries keep their order.
-    const stream = this.#native.stream(text, params, CHUNK_ROWS)
-    const pending = stream === null ? this.#several(text, params, arrayMode) : collect(stream, arrayMode)
+    const pending = this.#native.query(text, params, CHUNK_ROWS).then((r) => (isNativeError(r) ? r : this.#finish(r, arrayMode)))
     let release
     this.#settled = new Promise((resolve) => (release = resolve))
     try {
@@ -174,12 +160,25 @@ class Client {
     }
   }
 
-  // Text with several statements: the simple protocol, one result per statement.
-  async #several(text, params, arrayMode) {
-    const r = await this.#native.query(text, params)
-    if (isNativeError(r)) return r
-    const results = await toResults(r, arrayMode)
-    return results.length === 1 ? results[0] : results
+  // Rows of the first batch, and of the rest when there is more (awaiting each batch lets the
+  // event loop run between them); or one result per statement for text with several.
+  #finish(reply, arrayMode) {
+    if (reply.results) return toResults(reply.results, arrayMode).then((r) => (r.length === 1 ? r[0] : r))
+    const batch = reply.batch
+    const fields = toFields(batch.fields)
+    const rows = []
+    const done = (piece) => ({ command: piece.command ?? null, rowCount: piece.rowCount ?? null, rows, fields, rowAsArray: arrayMode })
+    if (batch.chunk) appendRows(fields, batch.chunk, arrayMode, rows)
+    if (batch.done) return done(batch)
+    const more = async () => {
+      for (;;) {
+        const piece = await this.#native.more(reply.more)
+        if (isNativeError(piece)) return piece
+        if (piece.chunk) appendRows(fields, piece.chunk, arrayMode, rows)
+        if (piece.done) return done(piece)
+      }
+    }
+    return more()
   }
 
   /**

@@ -191,9 +191,66 @@ pub struct Batch {
     pub done: Option<(Option<String>, Option<u64>)>,
 }
 
-/// Runs one statement and sends its rows in batches of `rows` rows. The channel is bounded and
-/// tokio-postgres stops reading the socket while its own buffer is full, so a result larger than
-/// memory streams with bounded memory. Returns when done, failed, or the receiver is gone.
+/// The rows of a statement after its first batch.
+pub struct Rest {
+    rows: std::pin::Pin<Box<RowStream>>,
+    builder: ChunkBuilder,
+    sql: String,
+}
+
+/// Runs one statement up to its first batch of `rows_per_batch` rows. A small result is complete
+/// in that batch (`done` set, no rest): one task and one message, the common case.
+pub async fn first_batch(
+    conn: &Conn,
+    sql: String,
+    params: Vec<Option<String>>,
+    rows_per_batch: usize,
+) -> Result<(Batch, Option<Rest>), Error> {
+    let cached = conn.statements.lock().expect("statement cache").get(&sql);
+    let (rows, statement) = start(conn, &sql, &params, cached).await?;
+    let fields = Some(fields(statement.columns()));
+    let builder = ChunkBuilder::new(statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
+    let mut rest = Rest { rows: Box::pin(rows), builder, sql };
+    match rest.next_batch().await? {
+        (chunk, None) => Ok((Batch { fields, chunk, done: None }, Some(rest))),
+        (chunk, done) => Ok((Batch { fields, chunk, done }, None)),
+    }
+}
+
+type Done = Option<(Option<String>, Option<u64>)>;
+
+impl Rest {
+    /// The next full chunk (and `None`), or the last one (possibly empty) with how it ended.
+    async fn next_batch(&mut self) -> Result<(Option<Chunk>, Done), Error> {
+        while let Some(row) = self.rows.next().await {
+            if let Some(chunk) = self.builder.push(&row.map_err(query_error)?)? {
+                return Ok((Some(chunk), None));
+            }
+        }
+        let chunk = (self.builder.rows > 0).then(|| self.builder.take());
+        let command = command_of(&self.sql);
+        let count = row_count(command.as_deref(), self.rows.rows_affected());
+        Ok((chunk, Some((command, count))))
+    }
+
+    /// Sends the remaining batches. The channel is bounded and tokio-postgres stops reading the
+    /// socket while its own buffer is full, so a result larger than memory streams in bounded
+    /// memory. Returns when done, failed, or the receiver is gone.
+    pub async fn send_all(mut self, out: tokio::sync::mpsc::Sender<Result<Batch, Error>>) {
+        loop {
+            let batch = match self.next_batch().await {
+                Ok((chunk, done)) => Ok(Batch { fields: None, chunk, done }),
+                Err(e) => Err(e),
+            };
+            let last = !matches!(batch, Ok(Batch { done: None, .. }));
+            if out.send(batch).await.is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one statement and sends its rows in batches (see [`Rest::send_all`]).
 pub async fn stream(
     conn: Arc<Conn>,
     sql: String,
@@ -201,28 +258,17 @@ pub async fn stream(
     rows_per_batch: usize,
     out: tokio::sync::mpsc::Sender<Result<Batch, Error>>,
 ) {
-    let work = async {
-        let cached = conn.statements.lock().expect("statement cache").get(&sql);
-        let (rows, statement) = start(&conn, &sql, &params, cached).await?;
-        let mut fields = Some(fields(statement.columns()));
-        let mut builder = ChunkBuilder::new(statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
-        pin_mut!(rows);
-        while let Some(row) = rows.next().await {
-            if let Some(chunk) = builder.push(&row.map_err(query_error)?)? {
-                let batch = Batch { fields: fields.take(), chunk: Some(chunk), done: None };
-                if out.send(Ok(batch)).await.is_err() {
-                    return Ok(());
+    match first_batch(&conn, sql, params, rows_per_batch).await {
+        Ok((batch, rest)) => {
+            if out.send(Ok(batch)).await.is_ok() {
+                if let Some(rest) = rest {
+                    rest.send_all(out).await;
                 }
             }
         }
-        let chunk = (builder.rows > 0).then(|| builder.take());
-        let command = command_of(&sql);
-        let count = row_count(command.as_deref(), rows.rows_affected());
-        let _ = out.send(Ok(Batch { fields: fields.take(), chunk, done: Some((command, count)) })).await;
-        Ok(())
-    };
-    if let Err(e) = work.await {
-        let _ = out.send(Err(e)).await;
+        Err(e) => {
+            let _ = out.send(Err(e)).await;
+        }
     }
 }
 
@@ -278,7 +324,7 @@ async fn start(
 }
 
 /// Gathers rows into columnar chunks.
-struct ChunkBuilder {
+pub struct ChunkBuilder {
     columns: Vec<ColumnBuilder>,
     rows: usize,
     limit: usize,

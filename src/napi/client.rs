@@ -14,7 +14,7 @@ use napi_derive::napi;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -41,16 +41,39 @@ enum State {
 #[napi]
 pub struct NativeClient {
     state: Arc<Mutex<State>>,
+    /// The rest of results larger than one batch, read by `more(id)`.
+    rests: Rests,
+    next_rest: AtomicU32,
 }
 
-type QueryOutcome = Either<Vec<RawResult>, NativeError>;
+type Receiver = Arc<tokio::sync::Mutex<mpsc::Receiver<std::result::Result<Batch, Error>>>>;
+type Rests = Arc<Mutex<HashMap<u32, Receiver>>>;
+type QueryOutcome = Either<QueryReply, NativeError>;
+
+/// What a query settles with: one result per statement for text with several statements, or
+/// the first batch of one statement, and `more` to call when it is not the last.
+#[napi(object)]
+pub struct QueryReply {
+    pub results: Option<Vec<RawResult>>,
+    pub batch: Option<StreamPiece>,
+    pub more: Option<u32>,
+}
+
+enum Reply {
+    Many(Vec<ResultSet>),
+    One(Batch, Option<u32>),
+}
 
 #[napi]
 impl NativeClient {
     #[napi(constructor)]
     #[allow(clippy::new_without_default)]
     pub fn new() -> NativeClient {
-        NativeClient { state: Arc::new(Mutex::new(State::New)) }
+        NativeClient {
+            state: Arc::new(Mutex::new(State::New)),
+            rests: Default::default(),
+            next_rest: AtomicU32::new(1),
+        }
     }
 
     /// Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
@@ -100,26 +123,74 @@ impl NativeClient {
 
     /// Runs `sql` with parameters in PostgreSQL text form (`null` for NULL). Settles with one
     /// result per statement, or a `NativeError` (never rejects).
-    #[napi(catch_unwind, ts_return_type = "Promise<Array<RawResult> | NativeError>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<QueryReply | NativeError>")]
     pub fn query<'env>(
         &self,
         env: &'env Env,
         sql: String,
         params: Vec<Option<String>>,
+        rows_per_batch: u32,
     ) -> Result<PromiseRaw<'env, QueryOutcome>> {
-        let (conn, mut closed) = match &*self.state.lock().expect("client state") {
-            State::Open(o) => (o.conn.clone(), o.closed.subscribe()),
+        let (conn, mut closed, mut rest_closed) = match &*self.state.lock().expect("client state") {
+            State::Open(o) => (o.conn.clone(), o.closed.subscribe(), o.closed.subscribe()),
             State::Closed => return settle_query(env, Box::pin(async { Err(Error::Closed) })),
             _ => return settle_query(env, Box::pin(async { Err(Error::NotConnected) })),
+        };
+        let multi = query::is_multi_statement(&conn, &sql, &params);
+        let (rests, id) = (self.rests.clone(), self.next_rest.fetch_add(1, Ordering::Relaxed));
+        let run = async move {
+            if multi || conn.client.is_closed() {
+                return query::run(conn, sql, params).await.map(Reply::Many);
+            }
+            let (batch, rest) = query::first_batch(&conn, sql, params, rows_per_batch as usize).await?;
+            let more = rest.map(|rest| {
+                let (tx, rx) = mpsc::channel(1);
+                rests.lock().expect("rests").insert(id, Arc::new(tokio::sync::Mutex::new(rx)));
+                let task = super::unpanicked(async move {
+                    tokio::select! {
+                        biased;
+                        _ = rest.send_all(tx) => {},
+                        _ = rest_closed.wait_for(|c| *c) => {},
+                    }
+                    Ok(())
+                });
+                napi::bindgen_prelude::spawn(async move {
+                    let _ = task.await;
+                });
+                id
+            });
+            Ok(Reply::One(batch, more))
         };
         let work = async move {
             tokio::select! {
                 biased;
-                r = query::run(conn, sql, params) => r,
+                r = run => r,
                 _ = closed.wait_for(|c| *c) => Err(Error::Closed),
             }
         };
         settle_query(env, Box::pin(work))
+    }
+
+    /// The next batch of a result larger than one batch (`more` from `query`).
+    #[napi(catch_unwind, ts_return_type = "Promise<StreamPiece | NativeError>")]
+    pub fn more<'env>(&self, env: &'env Env, id: u32) -> Result<PromiseRaw<'env, Either<StreamPiece, NativeError>>> {
+        let rests = self.rests.clone();
+        let rx = rests.lock().expect("rests").get(&id).cloned();
+        settle(env, async move {
+            let piece = match rx {
+                Some(rx) => rx.lock().await.recv().await,
+                None => None,
+            };
+            let finished = !matches!(piece, Some(Ok(Batch { done: None, .. })));
+            if finished {
+                rests.lock().expect("rests").remove(&id);
+            }
+            match piece {
+                Some(Ok(b)) => Ok(StreamPiece::from(b)),
+                Some(Err(e)) => Err(e),
+                None => Err(Error::Closed),
+            }
+        })
     }
 
     /// Starts one statement whose rows arrive in batches of `batch` rows through `next()`.
@@ -289,7 +360,7 @@ async fn open(
     Ok((Open { conn, task: session.task, closed }, info))
 }
 
-type BoxedQuery = Pin<Box<dyn Future<Output = std::result::Result<Vec<ResultSet>, Error>> + Send>>;
+type BoxedQuery = Pin<Box<dyn Future<Output = std::result::Result<Reply, Error>> + Send>>;
 
 /// Polls the query once on the calling (JavaScript) thread before handing it to tokio: that
 /// first poll writes the request, so queries reach the wire in the order they were called.
@@ -303,7 +374,12 @@ fn settle_query<'env>(env: &'env Env, mut work: BoxedQuery) -> Result<PromiseRaw
     };
     env.spawn_future_with_callback(async move { Ok(super::unpanicked(work).await) }, |_, r| {
         Ok(match r {
-            Ok(results) => Either::A(results.into_iter().map(RawResult::from).collect()),
+            Ok(Reply::Many(results)) => Either::A(QueryReply {
+                results: Some(results.into_iter().map(RawResult::from).collect()),
+                batch: None,
+                more: None,
+            }),
+            Ok(Reply::One(batch, more)) => Either::A(QueryReply { results: None, batch: Some(batch.into()), more }),
             Err(e) => Either::B(NativeError::from(&e)),
         })
     })
