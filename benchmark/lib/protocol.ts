@@ -1,0 +1,34 @@
+// Messages between the orchestrator and a driver's worker process.
+import type { QueryLatency, Sample } from '../workloads/index.ts';
+
+/** `tunnel`: the plain tunnel; `slow-tunnel`: the one that adds latency each way; `counted`: a
+ * relay that counts round trips, in front of the slow tunnel. */
+export type TargetName = 'tunnel' | 'slow-tunnel' | 'counted';
+
+/** Each call: [parameters, result]. */
+export interface Calls {
+  connect: [{ target: TargetName; count: number }, Sample[]];
+  sequential: [{ n: number }, Sample];
+  bigResult: [{ rows: number }, Sample];
+  manyResults: [{ queries: number }, Sample];
+  pipeline: [{ target: TargetName; batches: number; width: number }, Sample];
+  pool: [{ callers: number; perCaller: number; max: number }, Sample];
+  queryLatency: [{ target: TargetName; samples: number }, QueryLatency];
+  /** Round-trip probes: open a connection, run a query (a new text, or the last one again), close. */
+  probeOpen: [{ target: TargetName }, number];
+  probeQuery: [{ fresh: boolean }, number];
+  probeClose: [Record<string, never>, null];
+  close: [Record<string, never>, null];
+}
+
+export type CallName = keyof Calls;
+
+export interface CallRequest<K extends CallName = CallName> {
+  id: number;
+  call: K;
+  params: Calls[K][0];
+}
+
+export type CallResponse =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: string };

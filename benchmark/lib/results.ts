@@ -1,0 +1,65 @@
+// Everything one run measured; written as JSON next to the report and read by the report writer.
+import type { DriverName } from '../drivers/types.ts';
+import type { RowsMemory, SoakMemory } from '../rss-child.ts';
+import type { QueryLatency, Sample } from '../workloads/index.ts';
+import type { Meta } from './machine.ts';
+import type { Plan } from './plan.ts';
+
+export type PerDriver<T> = Partial<Record<DriverName, T>>;
+
+export const COLD_KINDS = ['dsql-tunnel', 'pg + dsql-signer', 'aws-connector'] as const;
+export type ColdKind = (typeof COLD_KINDS)[number];
+
+/** Phase times of one cold start (ms; `start` is since the process began). */
+export interface ColdMarks {
+  start: number;
+  require: number;
+  token: number | null;
+  connect: number;
+  firstRow: number;
+  total: number;
+  /** Spawn to exit, seen from the parent. */
+  wallMs: number;
+}
+
+/** One probe: client flights (round trips) and times through the counting relay + slow tunnel. */
+export interface CountedProbe {
+  connect: number;
+  firstQuery: number;
+  repeatQuery: number;
+  connectMs: number;
+  firstQueryMs: number;
+  repeatQueryMs: number;
+}
+
+export interface Results {
+  meta: Meta;
+  plan: Plan;
+  command: string;
+  durationSeconds: number;
+  /** Workloads 1-6 (samples in run order, rounds interleaved). */
+  connect: PerDriver<Sample[]>;
+  sequential: PerDriver<Sample[]>;
+  bigResult: PerDriver<Sample[]>;
+  manyResults: PerDriver<Sample[]>;
+  pipeline: PerDriver<Sample[]>;
+  pool: PerDriver<Sample[]>;
+  /** Workload 9. */
+  latency?: {
+    delayMs: number;
+    /** 1-byte echo round trip through the plain and the slow tunnel. */
+    rttMs: { tunnel: number; slow: number };
+    connect: { tunnel: PerDriver<number[]>; slow: PerDriver<number[]> };
+    query: { tunnel: PerDriver<QueryLatency>; slow: PerDriver<QueryLatency> };
+    pipeline: PerDriver<Sample[]>;
+    /** Round trips counted at a relay in front of the slow tunnel, one entry per probe. */
+    counted: PerDriver<CountedProbe[]>;
+  };
+  /** Workload 8. */
+  rssRows: PerDriver<RowsMemory[]>;
+  soak: PerDriver<SoakMemory>;
+  /** Workload 7. */
+  cold: Partial<Record<ColdKind, ColdMarks[]>>;
+  /** Phases that failed; the run goes on without them. */
+  errors: { phase: string; message: string }[];
+}
