@@ -417,13 +417,28 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
 const ACCEPTED_KEYS: &str = "host hostaddr port user password dbname sslmode sslrootcert sslnegotiation \
                              application_name connect_timeout";
 
+/// Names an unknown key only when it looks like one (an unquoted password with a space can make
+/// part of it read as a key).
+fn shown(key: &str) -> String {
+    let looks_like_key = key.len() <= 32 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let known_elsewhere = ["ssl", "sslcert", "sslkey", "options", "target_session_attrs", "channel_binding"];
+    if looks_like_key && (known_elsewhere.contains(&key) || key.contains('_')) {
+        format!(" ({key:?})")
+    } else {
+        String::new()
+    }
+}
+
 fn accept_key(key: &str) -> Result<(), Error> {
     if SETTINGS.iter().any(|s| s.key == key) {
         Ok(())
     } else {
         Err(Error::config(
             "connectionString",
-            format!("connection string key {key:?} is not supported; accepted keys: {ACCEPTED_KEYS}"),
+            format!(
+                "the connection string has a key that is not supported{}; accepted keys: {ACCEPTED_KEYS}",
+                shown(key)
+            ),
         ))
     }
 }
@@ -543,9 +558,8 @@ fn parse_key_values(s: &str) -> Result<HashMap<String, String>, Error> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(bad_string(&format!(
-                "expected key=value pairs or a postgres:// URL, found {key:?} without '='"
-            )));
+            // The word may be part of a password: say where, never what.
+            return Err(bad_string("expected key=value pairs or a postgres:// URL, found a word without '='"));
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -704,9 +718,14 @@ mod tests {
 
     #[test]
     fn malformed_strings_never_echo_secrets() {
-        for s in ["password=secret123 oops", "postgres://u:secret123@h:1/%zz", "password='secret123"] {
+        for s in [
+            "password=secret123 oops",
+            "password=correct horse",
+            "postgres://u:secret123@h:1/%zz",
+            "password='secret123",
+        ] {
             let e = parse_connection_string(s).unwrap_err();
-            assert!(!e.to_string().contains("secret123"), "{e}");
+            assert!(!e.to_string().contains("secret123") && !e.to_string().contains("horse"), "{e}");
         }
         let c = resolve(&inputs(&[("host", "h"), ("password", "secret123")], None, &[])).unwrap();
         assert!(!format!("{c:?}").contains("secret123"));

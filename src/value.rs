@@ -573,7 +573,10 @@ fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut S
     Ok(())
 }
 
-/// A PostgreSQL array (any number of dimensions) as nested JSON arrays.
+/// PostgreSQL's limit on array dimensions (MAXDIM).
+const MAX_ARRAY_DIMENSIONS: usize = 6;
+
+/// A PostgreSQL array (up to 6 dimensions) as nested JSON arrays.
 pub fn write_array_json(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
     let Decoder::Array(elem) = d else { unreachable!("not an array decoder") };
     let array = wire::array_from_sql(raw).map_err(|_| bad("array"))?;
@@ -581,7 +584,12 @@ pub fn write_array_json(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut
         use fallible_iterator::FallibleIterator;
         array.dimensions().map(|d| Ok(d.len.max(0) as usize)).collect().map_err(|_| bad("array"))?
     };
-    if dims.is_empty() {
+    // PostgreSQL allows 6 dimensions and reads any zero-length dimension as an empty array: a
+    // crafted header must neither recurse without bound nor expand into millions of empty arrays.
+    if dims.len() > MAX_ARRAY_DIMENSIONS {
+        return Err(bad("array (too many dimensions)"));
+    }
+    if dims.is_empty() || dims.contains(&0) {
         out.push_str("[]");
         return Ok(());
     }
@@ -933,5 +941,27 @@ mod tests {
         let mut out = String::new();
         write_array_json(&mut out, &Decoder::Array(Box::new(Decoder::Utf8)), &buf, &mut String::new()).unwrap();
         assert_eq!(out, r#"[["a","b\""],["ü",""]]"#);
+    }
+
+    fn int_array_header(dims: &[(i32, i32)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(dims.len() as i32).to_be_bytes());
+        v.extend_from_slice(&0i32.to_be_bytes());
+        v.extend_from_slice(&23u32.to_be_bytes());
+        for (len, lb) in dims {
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&lb.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn crafted_array_headers_neither_recurse_nor_amplify() {
+        let d = Decoder::Array(Box::new(Decoder::Int4));
+        let mut out = String::new();
+        write_array_json(&mut out, &d, &int_array_header(&[(10_000_000, 1), (0, 1)]), &mut String::new()).unwrap();
+        assert_eq!(out, "[]");
+        let deep: Vec<(i32, i32)> = (0..100_000).map(|_| (1, 1)).collect();
+        assert!(write_array_json(&mut String::new(), &d, &int_array_header(&deep), &mut String::new()).is_err());
     }
 }
