@@ -11,17 +11,19 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One connection to the server. Used through `Client` in `index.js`. */
 export declare class NativeClient {
-  constructor()
+  /** `onDelivery` receives the outcomes of queries (see `Delivery`). */
+  constructor(onDelivery: (arg: Delivery) => void)
   /**
    * Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
    * `NativeError` (never rejects).
    */
   connect(options: Record<string, string>, connectionString: string | undefined | null, environment: Record<string, string>, int8AsBigint: boolean, credentials?: AwsCredentials | undefined | null): Promise<ConnectInfo | NativeError>
   /**
-   * Runs `sql` with parameters in PostgreSQL text form (`null` for NULL). Settles with one
-   * result per statement, or a `NativeError` (never rejects).
+   * Sends `sql` with parameters in PostgreSQL text form (`null` for NULL). The outcome reaches
+   * the `onDelivery` function given to the constructor, under `id`; a client that is not
+   * connected answers at once with a `NativeError`.
    */
-  query(sql: string, params: Array<string | undefined | null>, rowsPerBatch: number): Promise<QueryReply | NativeError>
+  query(sql: string, params: Array<string | undefined | null>, rowsPerBatch: number, id: number): NativeError | null
   /** The next batch of a result larger than one batch (`more` from `query`). */
   more(id: number): Promise<StreamPiece | NativeError>
   /**
@@ -90,6 +92,32 @@ export interface ConnectInfo {
 /** Decodes a DSQL auth token; `null` when the string is not one (an ordinary password). */
 export declare function decodeToken(token: string): TokenClaims | null
 
+/**
+ * The outcomes of any number of queries in one value, so a reply costs a handful of Node-API
+ * calls however many queries it settles. `head` holds, per query: its id and what follows:
+ * - rows: `[id, 0 | 1 (more), shape id, rows, row count or -1, more id]`, then per column when
+ *   there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
+ * - an error: `[id, 2, index into errors]`; several results: `[id, 3, index into many]`.
+ *
+ * Text and bytes columns index `offsets`, whose positions point into the one `text` string
+ * (UTF-16 units) or the one `bytes` buffer.
+ */
+export interface Delivery {
+  head: Float64Array
+  numbers?: Float64Array
+  bigints?: BigInt64Array
+  nulls?: Uint8Array
+  offsets?: Uint32Array
+  text?: string
+  bytes?: Buffer
+  /** Statements seen for the first time. */
+  shapes?: Array<Shape>
+  /** Statements no later result refers to. */
+  forget?: Array<number>
+  errors?: Array<NativeError>
+  many?: Array<Array<RawResult>>
+}
+
 /** The environment variables the configuration resolver reads. */
 export declare function envNames(): Array<string>
 
@@ -125,16 +153,6 @@ export interface NativeError {
   syscall?: string
   address?: string
   port?: number
-}
-
-/**
- * What a query settles with: one result per statement for text with several statements, or
- * the first batch of one statement, and `more` to call when it is not the last.
- */
-export interface QueryReply {
-  results?: Array<RawResult>
-  batch?: StreamPiece
-  more?: number
 }
 
 export interface RawChunk {
@@ -194,6 +212,17 @@ export interface ResolvedConfig {
   isDsql: boolean
   /** Setting name → `option`, `connection string`, `environment (NAME)` or `default`. */
   sources: Record<string, string>
+}
+
+/** What every result of one prepared statement shares; sent once, with its first result. */
+export interface Shape {
+  id: number
+  fields: Array<RawField>
+  /** Per column, how values travel (`Kind` in `src/value.rs`). */
+  kinds: Array<number>
+  /** Per column, the element kind of an array column (0 otherwise). */
+  elements: Array<number>
+  command?: string
 }
 
 /**

@@ -7,6 +7,7 @@ const binding = require('./binding.js')
 const { DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidConfig } = require('./lib/errors')
 const { encodeParams } = require('./lib/params')
 const { toResults, toFields, appendRows } = require('./lib/rows')
+const { makeInbox, expect, deliver, appendShapeRows } = require('./lib/delivery')
 const { isOccError, runTransaction } = require('./lib/transaction')
 const { debug } = require('./lib/debug')
 
@@ -70,10 +71,14 @@ async function resolveCredentials(given) {
   return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken ?? undefined }
 }
 
+// The deliver function holds the inbox, never the client: the native side keeps it alive.
+const newNative = (inbox) => new binding.NativeClient((d) => deliver(inbox, d))
+
 const isNativeError = (r) => r !== null && typeof r === 'object' && !Array.isArray(r) && typeof r.code === 'string'
 
 class Client {
-  #native = new binding.NativeClient()
+  #inbox = makeInbox()
+  #native = newNative(this.#inbox)
   #config
   #info = null
   // Settles after every query issued before it: results come back in call order.
@@ -146,7 +151,10 @@ class Client {
     const arrayMode = rowMode === 'array'
     const previous = this.#settled
     // The request is written here, synchronously, so pipelined queries keep their order.
-    const pending = this.#native.query(text, params, CHUNK_ROWS).then((r) => (isNativeError(r) ? r : this.#finish(r, arrayMode)))
+    const inbox = this.#inbox
+    const id = ++inbox.lastId
+    const failed = this.#native.query(text, params, CHUNK_ROWS, id)
+    const pending = failed ? Promise.resolve(failed) : expect(inbox, id).then((r) => (isNativeError(r) ? r : this.#finish(r, arrayMode)))
     let release
     this.#settled = new Promise((resolve) => (release = resolve))
     try {
@@ -164,18 +172,18 @@ class Client {
   // event loop run between them); or one result per statement for text with several.
   #finish(reply, arrayMode) {
     if (reply.results) return toResults(reply.results, arrayMode).then((r) => (r.length === 1 ? r[0] : r))
-    const batch = reply.batch
-    const fields = toFields(batch.fields)
+    const { shape } = reply
+    const fields = shape.fields
     const rows = []
-    const done = (piece) => ({ command: piece.command ?? null, rowCount: piece.rowCount ?? null, rows, fields, rowAsArray: arrayMode })
-    if (batch.chunk) appendRows(fields, batch.chunk, arrayMode, rows)
-    if (batch.done) return done(batch)
+    const done = (rowCount) => ({ command: shape.command, rowCount, rows, fields, rowAsArray: arrayMode })
+    appendShapeRows(shape, reply.columns, reply.n, arrayMode, rows)
+    if (!reply.more) return done(reply.rowCount)
     const more = async () => {
       for (;;) {
         const piece = await this.#native.more(reply.more)
         if (isNativeError(piece)) return piece
         if (piece.chunk) appendRows(fields, piece.chunk, arrayMode, rows)
-        if (piece.done) return done(piece)
+        if (piece.done) return done(piece.rowCount ?? null)
       }
     }
     return more()

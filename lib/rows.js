@@ -123,4 +123,6 @@ async function toResults(raws, arrayMode) {
   return out
 }
 
-module.exports = { toResults, toFields, appendRows }
+const kinds = { NUMBER, TEXT, BOOL, TIMESTAMP, JSON: JSON_, BYTES, BIGINT, ARRAY, LOCAL_TIMESTAMP }
+
+module.exports = { toResults, toFields, appendRows, builderFor, helpers, kinds }

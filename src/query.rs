@@ -5,10 +5,11 @@
 //! trip; later runs bind the cached statement.
 
 use crate::error::Error;
-use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder};
+use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder, Kind};
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres::{Client, Column, RowStream, SimpleQueryMessage, Statement};
@@ -71,31 +72,78 @@ fn unspecified() -> Type {
     Type::new("unspecified".into(), 0, PgKind::Simple, "pg_catalog".into())
 }
 
+/// A statement prepared on a connection, with what every result of it shares.
+pub struct Prepared {
+    pub statement: Statement,
+    /// Unique in the process: JavaScript keeps the fields (and its row builder) under this id,
+    /// so a result carries only rows.
+    pub id: u32,
+    pub fields: Vec<Field>,
+    /// Per column: how values travel (`Kind`), and the element kind of arrays.
+    pub kinds: Vec<(Kind, Option<Kind>)>,
+    pub command: Option<String>,
+    /// Whether JavaScript has been told the fields yet.
+    pub announced: AtomicBool,
+}
+
+static NEXT_PREPARED: AtomicU32 = AtomicU32::new(1);
+
+impl Prepared {
+    fn new(statement: Statement, sql: &str, decode: DecodeOptions) -> Prepared {
+        let kinds = statement
+            .columns()
+            .iter()
+            .map(|c| {
+                let d = Decoder::for_type(c.type_(), decode);
+                (d.kind(), d.element_kind())
+            })
+            .collect();
+        Prepared {
+            id: NEXT_PREPARED.fetch_add(1, Ordering::Relaxed),
+            fields: fields(statement.columns()),
+            kinds,
+            command: command_of(sql),
+            announced: AtomicBool::new(false),
+            statement,
+        }
+    }
+}
+
 /// Prepared statements of one connection, oldest evicted first.
 #[derive(Default)]
 pub struct StatementCache {
-    map: HashMap<String, Statement>,
+    map: HashMap<String, Arc<Prepared>>,
     order: VecDeque<String>,
+    /// Ids of statements dropped since [`StatementCache::take_forgotten`] was last called.
+    forgotten: Vec<u32>,
 }
 
 impl StatementCache {
-    fn get(&self, sql: &str) -> Option<Statement> {
+    fn get(&self, sql: &str) -> Option<Arc<Prepared>> {
         self.map.get(sql).cloned()
     }
-    fn insert(&mut self, sql: &str, stmt: Statement) {
+    fn insert(&mut self, sql: &str, stmt: Arc<Prepared>) {
         if self.map.insert(sql.to_string(), stmt).is_none() {
             self.order.push_back(sql.to_string());
             while self.order.len() > STATEMENT_CACHE_SIZE {
                 if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
+                    if let Some(p) = self.map.remove(&old) {
+                        self.forgotten.push(p.id);
+                    }
                 }
             }
         }
     }
     fn remove(&mut self, sql: &str) {
-        if self.map.remove(sql).is_some() {
+        if let Some(p) = self.map.remove(sql) {
+            self.forgotten.push(p.id);
             self.order.retain(|s| s != sql);
         }
+    }
+    /// Statements dropped from the cache since the last call: no result started after this
+    /// refers to them.
+    pub fn take_forgotten(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.forgotten)
     }
 }
 
@@ -165,9 +213,9 @@ pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> R
             return run_simple(&conn, &sql, &scanned.statements).await;
         }
     }
-    let (rows, statement) = start(&conn, &sql, &params, cached).await?;
-    let mut builder = ChunkBuilder::new(statement.columns(), conn.decode);
-    let mut result = ResultSet { fields: fields(statement.columns()), ..Default::default() };
+    let (rows, prepared) = start(&conn, &sql, &params, cached).await?;
+    let mut builder = ChunkBuilder::new(prepared.statement.columns(), conn.decode);
+    let mut result = ResultSet { fields: prepared.fields.clone(), ..Default::default() };
     pin_mut!(rows);
     while let Some(row) = rows.next().await {
         if let Some(chunk) = builder.push(&row.map_err(query_error)?)? {
@@ -177,7 +225,7 @@ pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> R
     if builder.rows > 0 || result.chunks.is_empty() {
         result.chunks.push(builder.take());
     }
-    result.command = command_of(&sql);
+    result.command = prepared.command.clone();
     result.row_count = row_count(result.command.as_deref(), rows.rows_affected());
     Ok(vec![result])
 }
@@ -195,26 +243,47 @@ pub struct Batch {
 pub struct Rest {
     rows: std::pin::Pin<Box<RowStream>>,
     builder: ChunkBuilder,
-    sql: String,
+    prepared: Arc<Prepared>,
+}
+
+/// The start of one statement's result: all of it (`rest` is `None`, `row_count` set), or its
+/// first `rows_per_batch` rows and the rest to read.
+pub struct FirstRows {
+    pub prepared: Arc<Prepared>,
+    pub chunk: Option<Chunk>,
+    pub row_count: Option<u64>,
+    pub rest: Option<Rest>,
 }
 
 /// Runs one statement up to its first batch of `rows_per_batch` rows. A small result is complete
-/// in that batch (`done` set, no rest): one task and one message, the common case.
+/// in that batch: one task and one message, the common case.
+pub async fn first_rows(
+    conn: &Conn,
+    sql: String,
+    params: Vec<Option<String>>,
+    rows_per_batch: usize,
+) -> Result<FirstRows, Error> {
+    let cached = conn.statements.lock().expect("statement cache").get(&sql);
+    let (rows, prepared) = start(conn, &sql, &params, cached).await?;
+    let builder = ChunkBuilder::new(prepared.statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
+    let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone() };
+    Ok(match rest.next_batch().await? {
+        (chunk, None) => FirstRows { prepared, chunk, row_count: None, rest: Some(rest) },
+        (chunk, Some((_, row_count))) => FirstRows { prepared, chunk, row_count, rest: None },
+    })
+}
+
+/// [`first_rows`] as the first piece of a stream, fields included.
 pub async fn first_batch(
     conn: &Conn,
     sql: String,
     params: Vec<Option<String>>,
     rows_per_batch: usize,
 ) -> Result<(Batch, Option<Rest>), Error> {
-    let cached = conn.statements.lock().expect("statement cache").get(&sql);
-    let (rows, statement) = start(conn, &sql, &params, cached).await?;
-    let fields = Some(fields(statement.columns()));
-    let builder = ChunkBuilder::new(statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
-    let mut rest = Rest { rows: Box::pin(rows), builder, sql };
-    match rest.next_batch().await? {
-        (chunk, None) => Ok((Batch { fields, chunk, done: None }, Some(rest))),
-        (chunk, done) => Ok((Batch { fields, chunk, done }, None)),
-    }
+    let first = first_rows(conn, sql, params, rows_per_batch).await?;
+    let fields = Some(first.prepared.fields.clone());
+    let done = first.rest.is_none().then(|| (first.prepared.command.clone(), first.row_count));
+    Ok((Batch { fields, chunk: first.chunk, done }, first.rest))
 }
 
 type Done = Option<(Option<String>, Option<u64>)>;
@@ -228,7 +297,7 @@ impl Rest {
             }
         }
         let chunk = (self.builder.rows > 0).then(|| self.builder.take());
-        let command = command_of(&self.sql);
+        let command = self.prepared.command.clone();
         let count = row_count(command.as_deref(), self.rows.rows_affected());
         Ok((chunk, Some((command, count))))
     }
@@ -291,14 +360,16 @@ async fn start(
     conn: &Conn,
     sql: &str,
     params: &[Option<String>],
-    cached: Option<Statement>,
-) -> Result<(RowStream, Statement), Error> {
+    cached: Option<Arc<Prepared>>,
+) -> Result<(RowStream, Arc<Prepared>), Error> {
     if let Some(stmt) = cached {
-        if stmt.params().len() != params.len() {
-            return Err(Error::ParameterCount { expected: stmt.params().len(), got: params.len() });
+        let expected = stmt.statement.params().len();
+        if expected != params.len() {
+            return Err(Error::ParameterCount { expected, got: params.len() });
         }
         let values = text_params(params);
-        match conn.client.query_raw(&stmt, values.iter().map(|v| v as &dyn ToSql)).await.map_err(query_error) {
+        let sent = conn.client.query_raw(&stmt.statement, values.iter().map(|v| v as &dyn ToSql)).await;
+        match sent.map_err(query_error) {
             // The table under a cached statement changed shape: prepare again, once.
             Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
                 conn.statements.lock().expect("statement cache").remove(sql);
@@ -317,7 +388,7 @@ async fn start(
     // Both requests are written before either answer is read: one round trip.
     let (prepared, executed) =
         futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed));
-    let stmt = prepared.map_err(query_error)?;
+    let stmt = Arc::new(Prepared::new(prepared.map_err(query_error)?, sql, conn.decode));
     let rows = executed.map_err(query_error)?;
     conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
     Ok((rows, stmt))

@@ -1,22 +1,22 @@
 //! `NativeClient`: one connection, its queries, its end.
 
-use super::convert::{AwsCredentials, ConnectInfo, NativeError, RawResult, StreamPiece};
+use super::convert::{pack, AwsCredentials, ConnectInfo, Delivery, NativeError, Outcome, StreamPiece};
 use super::settle;
 use crate::config::{self, Inputs};
 use crate::error::Error;
-use crate::query::{self, Batch, Conn, ResultSet};
+use crate::query::{self, Batch, Conn};
 use crate::value::DecodeOptions;
 use crate::{connect, tls};
 use aws_credential_types::Credentials;
-use napi::bindgen_prelude::{Either, PromiseRaw};
-use napi::{Env, Result};
+use napi::bindgen_prelude::{Either, Function, PromiseRaw};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Result, Status};
 use napi_derive::napi;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::Context;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::watch;
@@ -41,6 +41,8 @@ enum State {
 #[napi]
 pub struct NativeClient {
     state: Arc<Mutex<State>>,
+    /// Outcomes of queries, waiting for JavaScript.
+    inbox: Arc<Inbox>,
     /// The rest of results larger than one batch, read by `more(id)`.
     rests: Rests,
     next_rest: AtomicU32,
@@ -48,32 +50,76 @@ pub struct NativeClient {
 
 type Receiver = Arc<tokio::sync::Mutex<mpsc::Receiver<std::result::Result<Batch, Error>>>>;
 type Rests = Arc<Mutex<HashMap<u32, Receiver>>>;
-type QueryOutcome = Either<QueryReply, NativeError>;
+/// Weak: it never keeps Node running (`index.js` holds the event loop while queries are out).
+type Notify = ThreadsafeFunction<(), (), Delivery, Status, false, true, 0>;
 
-/// What a query settles with: one result per statement for text with several statements, or
-/// the first batch of one statement, and `more` to call when it is not the last.
-#[napi(object)]
-pub struct QueryReply {
-    pub results: Option<Vec<RawResult>>,
-    pub batch: Option<StreamPiece>,
-    pub more: Option<u32>,
+/// Outcomes waiting for JavaScript. A query's task posts its outcome here; the first post after
+/// a delivery asks for the next one, and that delivery takes everything posted by then: one
+/// hop to the JavaScript thread settles every query ready at that moment.
+struct Inbox {
+    state: Mutex<InboxState>,
+    notify: OnceLock<Notify>,
 }
 
-enum Reply {
-    Many(Vec<ResultSet>),
-    One(Batch, Option<u32>),
+#[derive(Default)]
+struct InboxState {
+    items: VecDeque<(f64, Outcome)>,
+    forgotten: Vec<u32>,
+    scheduled: bool,
+}
+
+impl Inbox {
+    fn post(&self, id: f64, outcome: Outcome, forgotten: Vec<u32>) {
+        let mut st = self.state.lock().expect("inbox");
+        st.items.push_back((id, outcome));
+        st.forgotten.extend(forgotten);
+        if !std::mem::replace(&mut st.scheduled, true) {
+            drop(st);
+            self.ask();
+        }
+    }
+
+    fn ask(&self) {
+        if let Some(notify) = self.notify.get() {
+            notify.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    /// On the JavaScript thread: what has arrived (up to a size; the rest asks again).
+    fn take(&self) -> Delivery {
+        let mut st = self.state.lock().expect("inbox");
+        let forgotten = std::mem::take(&mut st.forgotten);
+        let delivery = pack(&mut st.items, forgotten);
+        st.scheduled = !st.items.is_empty();
+        let again = st.scheduled;
+        drop(st);
+        if again {
+            self.ask();
+        }
+        delivery
+    }
 }
 
 #[napi]
 impl NativeClient {
+    /// `onDelivery` receives the outcomes of queries (see `Delivery`).
     #[napi(constructor)]
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> NativeClient {
-        NativeClient {
+    pub fn new(on_delivery: Function<'_, Delivery, ()>) -> Result<NativeClient> {
+        let inbox = Arc::new(Inbox { state: Default::default(), notify: OnceLock::new() });
+        let weak = Arc::downgrade(&inbox);
+        let notify = on_delivery.build_threadsafe_function::<()>().weak::<true>().build_callback(move |_| {
+            Ok(match weak.upgrade() {
+                Some(inbox) => inbox.take(),
+                None => pack(&mut VecDeque::new(), Vec::new()),
+            })
+        })?;
+        let _ = inbox.notify.set(notify);
+        Ok(NativeClient {
+            inbox,
             state: Arc::new(Mutex::new(State::New)),
             rests: Default::default(),
             next_rest: AtomicU32::new(1),
-        }
+        })
     }
 
     /// Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
@@ -121,31 +167,27 @@ impl NativeClient {
         settle(env, work)
     }
 
-    /// Runs `sql` with parameters in PostgreSQL text form (`null` for NULL). Settles with one
-    /// result per statement, or a `NativeError` (never rejects).
-    #[napi(catch_unwind, ts_return_type = "Promise<QueryReply | NativeError>")]
-    pub fn query<'env>(
-        &self,
-        env: &'env Env,
-        sql: String,
-        params: Vec<Option<String>>,
-        rows_per_batch: u32,
-    ) -> Result<PromiseRaw<'env, QueryOutcome>> {
+    /// Sends `sql` with parameters in PostgreSQL text form (`null` for NULL). The outcome reaches
+    /// the `onDelivery` function given to the constructor, under `id`; a client that is not
+    /// connected answers at once with a `NativeError`.
+    #[napi(catch_unwind)]
+    pub fn query(&self, sql: String, params: Vec<Option<String>>, rows_per_batch: u32, id: f64) -> Option<NativeError> {
         let (conn, mut closed, mut rest_closed) = match &*self.state.lock().expect("client state") {
             State::Open(o) => (o.conn.clone(), o.closed.subscribe(), o.closed.subscribe()),
-            State::Closed => return settle_query(env, Box::pin(async { Err(Error::Closed) })),
-            _ => return settle_query(env, Box::pin(async { Err(Error::NotConnected) })),
+            State::Closed => return Some(NativeError::from(&Error::Closed)),
+            _ => return Some(NativeError::from(&Error::NotConnected)),
         };
         let multi = query::is_multi_statement(&conn, &sql, &params);
-        let (rests, id) = (self.rests.clone(), self.next_rest.fetch_add(1, Ordering::Relaxed));
+        let (rests, rest_id) = (self.rests.clone(), self.next_rest.fetch_add(1, Ordering::Relaxed));
+        let (inbox, task_conn) = (self.inbox.clone(), conn.clone());
         let run = async move {
             if multi || conn.client.is_closed() {
-                return query::run(conn, sql, params).await.map(Reply::Many);
+                return query::run(conn, sql, params).await.map(Outcome::Many);
             }
-            let (batch, rest) = query::first_batch(&conn, sql, params, rows_per_batch as usize).await?;
-            let more = rest.map(|rest| {
+            let first = query::first_rows(&conn, sql, params, rows_per_batch as usize).await?;
+            let more = first.rest.map(|rest| {
                 let (tx, rx) = mpsc::channel(1);
-                rests.lock().expect("rests").insert(id, Arc::new(tokio::sync::Mutex::new(rx)));
+                rests.lock().expect("rests").insert(rest_id, Arc::new(tokio::sync::Mutex::new(rx)));
                 let task = super::unpanicked(async move {
                     tokio::select! {
                         biased;
@@ -157,18 +199,29 @@ impl NativeClient {
                 napi::bindgen_prelude::spawn(async move {
                     let _ = task.await;
                 });
-                id
+                rest_id
             });
-            Ok(Reply::One(batch, more))
+            Ok(Outcome::Rows { prepared: first.prepared, chunk: first.chunk, row_count: first.row_count, more })
         };
         let work = async move {
-            tokio::select! {
+            let outcome = tokio::select! {
                 biased;
-                r = run => r,
+                r = super::unpanicked(run) => r,
                 _ = closed.wait_for(|c| *c) => Err(Error::Closed),
-            }
+            };
+            let forgotten = task_conn.statements.lock().expect("statement cache").take_forgotten();
+            inbox.post(id, outcome.unwrap_or_else(Outcome::Failed), forgotten);
         };
-        settle_query(env, Box::pin(work))
+        // The first poll, here on the JavaScript thread, writes the request: queries reach the
+        // wire in the order they were called.
+        let mut work = Box::pin(work);
+        let waker = futures_util::task::noop_waker();
+        let first =
+            napi::bindgen_prelude::within_runtime_if_available(|| work.as_mut().poll(&mut Context::from_waker(&waker)));
+        if first.is_pending() {
+            napi::bindgen_prelude::spawn(work);
+        }
+        None
     }
 
     /// The next batch of a result larger than one batch (`more` from `query`).
@@ -358,29 +411,4 @@ async fn open(
     let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode));
     let (closed, _) = watch::channel(false);
     Ok((Open { conn, task: session.task, closed }, info))
-}
-
-type BoxedQuery = Pin<Box<dyn Future<Output = std::result::Result<Reply, Error>> + Send>>;
-
-/// Polls the query once on the calling (JavaScript) thread before handing it to tokio: that
-/// first poll writes the request, so queries reach the wire in the order they were called.
-fn settle_query<'env>(env: &'env Env, mut work: BoxedQuery) -> Result<PromiseRaw<'env, QueryOutcome>> {
-    let waker = futures_util::task::noop_waker();
-    let first =
-        napi::bindgen_prelude::within_runtime_if_available(|| work.as_mut().poll(&mut Context::from_waker(&waker)));
-    let work: BoxedQuery = match first {
-        Poll::Ready(r) => Box::pin(std::future::ready(r)),
-        Poll::Pending => work,
-    };
-    env.spawn_future_with_callback(async move { Ok(super::unpanicked(work).await) }, |_, r| {
-        Ok(match r {
-            Ok(Reply::Many(results)) => Either::A(QueryReply {
-                results: Some(results.into_iter().map(RawResult::from).collect()),
-                batch: None,
-                more: None,
-            }),
-            Ok(Reply::One(batch, more)) => Either::A(QueryReply { results: None, batch: Some(batch.into()), more }),
-            Err(e) => Either::B(NativeError::from(&e)),
-        })
-    })
 }

@@ -2,11 +2,13 @@
 
 use crate::config::{Config, RootCerts, Verification};
 use crate::error::Error;
-use crate::query::{Batch, Chunk, Field, ResultSet};
+use crate::query::{Batch, Chunk, Field, Prepared, ResultSet};
 use crate::value::{ColumnChunk, Kind};
 use napi::bindgen_prelude::{BigInt64Array, Buffer, Float64Array, Uint32Array, Uint8Array};
 use napi_derive::napi;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// An error as data; `index.js` turns it into a `DsqlTunnelError` or `DatabaseError`.
 #[napi(object)]
@@ -305,5 +307,156 @@ impl From<Batch> for StreamPiece {
             None => (false, None, None),
         };
         StreamPiece { fields: b.fields.map(raw_fields), chunk: b.chunk.map(raw_chunk), done, command, row_count }
+    }
+}
+
+/// What every result of one prepared statement shares; sent once, with its first result.
+#[napi(object)]
+pub struct Shape {
+    pub id: u32,
+    pub fields: Vec<RawField>,
+    /// Per column, how values travel (`Kind` in `src/value.rs`).
+    pub kinds: Vec<u32>,
+    /// Per column, the element kind of an array column (0 otherwise).
+    pub elements: Vec<u32>,
+    pub command: Option<String>,
+}
+
+impl From<&Prepared> for Shape {
+    fn from(p: &Prepared) -> Shape {
+        Shape {
+            id: p.id,
+            fields: raw_fields(p.fields.clone()),
+            kinds: p.kinds.iter().map(|(k, _)| *k as u32).collect(),
+            elements: p.kinds.iter().map(|(_, e)| e.map_or(0, |e| e as u32)).collect(),
+            command: p.command.clone(),
+        }
+    }
+}
+
+/// How a query ended, waiting to be handed to JavaScript.
+pub enum Outcome {
+    /// One statement's rows: all of them, or the first batch and `more` to call for the rest.
+    Rows {
+        prepared: Arc<Prepared>,
+        chunk: Option<Chunk>,
+        row_count: Option<u64>,
+        more: Option<u32>,
+    },
+    /// Text with several statements: one result each.
+    Many(Vec<ResultSet>),
+    Failed(Error),
+}
+
+/// The outcomes of any number of queries in one value, so a reply costs a handful of Node-API
+/// calls however many queries it settles. `head` holds, per query: its id and what follows:
+/// - rows: `[id, 0 | 1 (more), shape id, rows, row count or -1, more id]`, then per column when
+///   there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
+/// - an error: `[id, 2, index into errors]`; several results: `[id, 3, index into many]`.
+///
+/// Text and bytes columns index `offsets`, whose positions point into the one `text` string
+/// (UTF-16 units) or the one `bytes` buffer.
+#[napi(object)]
+pub struct Delivery {
+    pub head: Float64Array,
+    pub numbers: Option<Float64Array>,
+    pub bigints: Option<BigInt64Array>,
+    pub nulls: Option<Uint8Array>,
+    pub offsets: Option<Uint32Array>,
+    pub text: Option<String>,
+    pub bytes: Option<Buffer>,
+    /// Statements seen for the first time.
+    pub shapes: Option<Vec<Shape>>,
+    /// Statements no later result refers to.
+    pub forget: Option<Vec<u32>>,
+    pub errors: Option<Vec<NativeError>>,
+    pub many: Option<Vec<Vec<RawResult>>>,
+}
+
+/// Text and bytes per delivery before the rest waits for the next one (a JavaScript string holds
+/// at most about 512 M characters).
+const DELIVERY_BYTES: usize = 64 << 20;
+
+/// Takes outcomes from the front of `items` into one delivery.
+pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delivery {
+    let mut head: Vec<f64> = Vec::with_capacity(8 * items.len());
+    let (mut numbers, mut bigints, mut nulls, mut offsets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut text, mut text_units, mut bytes) = (String::new(), 0u32, Vec::new());
+    let (mut shapes, mut errors, mut many) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some((id, outcome)) = items.pop_front() {
+        match outcome {
+            Outcome::Failed(e) => {
+                head.extend([id, 2.0, errors.len() as f64]);
+                errors.push(NativeError::from(&e));
+            }
+            Outcome::Many(results) => {
+                head.extend([id, 3.0, many.len() as f64]);
+                many.push(results.into_iter().map(RawResult::from).collect());
+            }
+            Outcome::Rows { prepared, chunk, row_count, more } => {
+                if !prepared.announced.swap(true, Ordering::Relaxed) {
+                    shapes.push(Shape::from(&*prepared));
+                }
+                let rows = chunk.as_ref().map_or(0, |c| c.rows);
+                let count = row_count.map_or(-1.0, |n| n as f64);
+                let more_id = more.unwrap_or(0) as f64;
+                head.extend([
+                    id,
+                    if more.is_some() { 1.0 } else { 0.0 },
+                    prepared.id as f64,
+                    rows as f64,
+                    count,
+                    more_id,
+                ]);
+                for col in chunk.into_iter().filter(|c| c.rows > 0).flat_map(|c| c.columns) {
+                    match col.nulls {
+                        Some(n) => {
+                            head.push(nulls.len() as f64);
+                            nulls.extend_from_slice(&n);
+                        }
+                        None => head.push(-1.0),
+                    }
+                    match col.kind.unwrap_or(Kind::Text) {
+                        Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
+                            head.push(numbers.len() as f64);
+                            numbers.extend_from_slice(&col.numbers);
+                        }
+                        Kind::BigInt => {
+                            head.push(bigints.len() as f64);
+                            bigints.extend_from_slice(&col.bigints);
+                        }
+                        Kind::Bytes => {
+                            head.push(offsets.len() as f64);
+                            let base = bytes.len() as u32;
+                            offsets.extend(col.offsets.iter().map(|o| o + base));
+                            bytes.extend_from_slice(&col.bytes);
+                        }
+                        Kind::Text | Kind::Json | Kind::Array => {
+                            head.push(offsets.len() as f64);
+                            let base = text_units;
+                            offsets.extend(col.offsets.iter().map(|o| o + base));
+                            text_units += col.offsets.last().copied().unwrap_or(0);
+                            text.push_str(&col.text);
+                        }
+                    }
+                }
+            }
+        }
+        if text.len() + bytes.len() > DELIVERY_BYTES {
+            break;
+        }
+    }
+    Delivery {
+        head: Float64Array::new(head),
+        numbers: (!numbers.is_empty()).then(|| Float64Array::new(numbers)),
+        bigints: (!bigints.is_empty()).then(|| BigInt64Array::new(bigints)),
+        nulls: (!nulls.is_empty()).then(|| Uint8Array::new(nulls)),
+        offsets: (!offsets.is_empty()).then(|| Uint32Array::new(offsets)),
+        text: (!text.is_empty()).then_some(text),
+        bytes: (!bytes.is_empty()).then(|| Buffer::from(bytes)),
+        shapes: (!shapes.is_empty()).then_some(shapes),
+        forget: (!forgotten.is_empty()).then_some(forgotten),
+        errors: (!errors.is_empty()).then_some(errors),
+        many: (!many.is_empty()).then_some(many),
     }
 }
