@@ -24,6 +24,8 @@ export declare class NativeClient {
    * connected answers at once with a `NativeError`.
    */
   query(sql: string, params: Array<string | undefined | null>, rowsPerBatch: number, id: number): NativeError | null
+  /** Writes the requests `query` queued, on this thread (`index.js` calls it once per tick). */
+  flush(): void
   /** The next batch of a result larger than one batch (`more` from `query`). */
   more(id: number): Promise<StreamPiece | NativeError>
   /**

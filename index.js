@@ -79,6 +79,11 @@ const isNativeError = (r) => r !== null && typeof r === 'object' && !Array.isArr
 class Client {
   #inbox = makeInbox()
   #native = newNative(this.#inbox)
+  #flushQueued = false
+  #flush = () => {
+    this.#flushQueued = false
+    this.#native.flush()
+  }
   #config
   #info = null
   // Settles after every query issued before it: results come back in call order.
@@ -154,6 +159,11 @@ class Client {
     const inbox = this.#inbox
     const id = ++inbox.lastId
     const failed = this.#native.query(text, params, CHUNK_ROWS, id)
+    if (!this.#flushQueued) {
+      // Requests queued in this tick go out together, written from this thread.
+      this.#flushQueued = true
+      queueMicrotask(this.#flush)
+    }
     const pending = failed ? Promise.resolve(failed) : expect(inbox, id).then((r) => (isNativeError(r) ? r : this.#finish(r, arrayMode)))
     let release
     this.#settled = new Promise((resolve) => (release = resolve))

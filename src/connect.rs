@@ -14,9 +14,10 @@ use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// An open connection: the client half, and the task that drives the socket.
+/// An open connection: the client half, and what drives the socket.
 pub struct Session {
     pub client: tokio_postgres::Client,
+    pub driver: std::sync::Arc<crate::driver::Driver>,
     pub task: tokio::task::JoinHandle<()>,
     pub timings: Timings,
 }
@@ -77,10 +78,10 @@ async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret
             .unwrap_or_else(|never| match never {});
         let (client, connection) = pg.connect_raw(stream, connector).await.map_err(|e| classify(e, config, true))?;
         let timings = Timings { dial: dialled - started, handshake: dialled.elapsed(), ..Default::default() };
-        let task = tokio::spawn(async move {
+        let (driver, task) = crate::driver::Driver::start(async move {
             let _ = connection.await;
         });
-        Ok(Session { client, task, timings })
+        Ok(Session { client, driver, task, timings })
     }
 }
 

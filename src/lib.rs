@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod query;

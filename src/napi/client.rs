@@ -3,6 +3,7 @@
 use super::convert::{pack, AwsCredentials, ConnectInfo, Delivery, NativeError, Outcome, StreamPiece};
 use super::settle;
 use crate::config::{self, Inputs};
+use crate::driver::{Driver, Job};
 use crate::error::Error;
 use crate::query::{self, Batch, Conn};
 use crate::value::DecodeOptions;
@@ -26,6 +27,7 @@ const END_GRACE: Duration = Duration::from_secs(2);
 
 struct Open {
     conn: Arc<Conn>,
+    driver: Arc<Driver>,
     task: tokio::task::JoinHandle<()>,
     closed: watch::Sender<bool>,
 }
@@ -66,6 +68,26 @@ struct InboxState {
     items: VecDeque<(f64, Outcome)>,
     forgotten: Vec<u32>,
     scheduled: bool,
+}
+
+/// Posts a query's outcome once: a query whose work is dropped unfinished settles as closed.
+struct Settle {
+    inbox: Option<Arc<Inbox>>,
+    id: f64,
+}
+
+impl Settle {
+    fn post(&mut self, outcome: Outcome, forgotten: Vec<u32>) {
+        if let Some(inbox) = self.inbox.take() {
+            inbox.post(self.id, outcome, forgotten);
+        }
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.post(Outcome::Failed(Error::Closed), Vec::new());
+    }
 }
 
 impl Inbox {
@@ -172,8 +194,8 @@ impl NativeClient {
     /// connected answers at once with a `NativeError`.
     #[napi(catch_unwind)]
     pub fn query(&self, sql: String, params: Vec<Option<String>>, rows_per_batch: u32, id: f64) -> Option<NativeError> {
-        let (conn, mut closed, mut rest_closed) = match &*self.state.lock().expect("client state") {
-            State::Open(o) => (o.conn.clone(), o.closed.subscribe(), o.closed.subscribe()),
+        let (conn, driver, mut closed, mut rest_closed) = match &*self.state.lock().expect("client state") {
+            State::Open(o) => (o.conn.clone(), o.driver.clone(), o.closed.subscribe(), o.closed.subscribe()),
             State::Closed => return Some(NativeError::from(&Error::Closed)),
             _ => return Some(NativeError::from(&Error::NotConnected)),
         };
@@ -203,6 +225,7 @@ impl NativeClient {
             });
             Ok(Outcome::Rows { prepared: first.prepared, chunk: first.chunk, row_count: first.row_count, more })
         };
+        let mut settle = Settle { inbox: Some(inbox), id };
         let work = async move {
             let outcome = tokio::select! {
                 biased;
@@ -210,18 +233,28 @@ impl NativeClient {
                 _ = closed.wait_for(|c| *c) => Err(Error::Closed),
             };
             let forgotten = task_conn.statements.lock().expect("statement cache").take_forgotten();
-            inbox.post(id, outcome.unwrap_or_else(Outcome::Failed), forgotten);
+            settle.post(outcome.unwrap_or_else(Outcome::Failed), forgotten);
         };
-        // The first poll, here on the JavaScript thread, writes the request: queries reach the
-        // wire in the order they were called.
-        let mut work = Box::pin(work);
+        // The first poll, here on the JavaScript thread, queues the request: queries reach the
+        // wire in the order they were called. `flush()` writes them.
+        let mut work: Job = Box::pin(work);
         let waker = futures_util::task::noop_waker();
-        let first =
-            napi::bindgen_prelude::within_runtime_if_available(|| work.as_mut().poll(&mut Context::from_waker(&waker)));
-        if first.is_pending() {
-            napi::bindgen_prelude::spawn(work);
-        }
+        napi::bindgen_prelude::within_runtime_if_available(|| {
+            if driver.queue(|| work.as_mut().poll(&mut Context::from_waker(&waker))).is_pending() {
+                driver.add(work);
+            }
+        });
         None
+    }
+
+    /// Writes the requests `query` queued, on this thread (`index.js` calls it once per tick).
+    #[napi(catch_unwind)]
+    pub fn flush(&self) {
+        let driver = match &*self.state.lock().expect("client state") {
+            State::Open(o) => o.driver.clone(),
+            _ => return,
+        };
+        napi::bindgen_prelude::within_runtime_if_available(|| driver.flush());
     }
 
     /// The next batch of a result larger than one batch (`more` from `query`).
@@ -299,12 +332,15 @@ impl NativeClient {
         let previous = std::mem::replace(&mut *self.state.lock().expect("client state"), State::Closed);
         env.spawn_future(async move {
             if let State::Open(open) = previous {
+                // Queries queued in this tick wait for a flush that will not come now.
+                open.driver.hand_over();
                 open.closed.send_replace(true);
                 // Dropping the last handle makes tokio-postgres send Terminate and close.
                 drop(open.conn);
                 let mut task = open.task;
                 if tokio::time::timeout(END_GRACE, &mut task).await.is_err() {
                     task.abort();
+                    open.driver.close();
                 }
             }
             Ok(())
@@ -410,5 +446,5 @@ async fn open(
     let info = ConnectInfo::new(&config, &session.timings);
     let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode));
     let (closed, _) = watch::channel(false);
-    Ok((Open { conn, task: session.task, closed }, info))
+    Ok((Open { conn, driver: session.driver, task: session.task, closed }, info))
 }

@@ -1,0 +1,196 @@
+//! Drives one connection: its socket (tokio-postgres's `Connection`) and the tasks of its queries,
+//! polled together by one tokio task, or by the JavaScript thread right after it queues requests.
+//!
+//! Why: handing each request to the tokio worker costs a thread wake-up, and each wake-up costs
+//! more than the request. When the JavaScript thread has just queued requests it writes them
+//! itself ([`Driver::flush`]): the wake-ups those requests would cause are held back while it
+//! does ([`Driver::queue`]), and the worker wakes only when the server answers.
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// A query's work, polled to the end by the driver.
+pub type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Socket = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Polls of the connection and jobs in one [`Driver::flush`] before the rest goes to the worker.
+const FLUSH_ROUNDS: usize = 4;
+
+pub struct Driver {
+    inner: Mutex<Inner>,
+    incoming: Mutex<Incoming>,
+    relay: Arc<Relay>,
+}
+
+struct Inner {
+    socket: Option<Socket>,
+    jobs: FuturesUnordered<Job>,
+}
+
+#[derive(Default)]
+struct Incoming {
+    jobs: Vec<Job>,
+    finished: bool,
+}
+
+/// The waker everything inside the driver sees: it wakes the driver's task, unless the wake-up
+/// happens on a thread that is about to poll the driver itself.
+struct Relay {
+    task: Mutex<Option<Waker>>,
+    missed: AtomicBool,
+}
+
+thread_local! {
+    /// The relay whose wake-ups this thread holds back (its address), or 0.
+    static HOLDING: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Relay {
+    fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    fn wake_task(&self) {
+        if let Some(w) = self.task.lock().expect("driver waker").as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if HOLDING.with(Cell::get) == self.id() {
+            self.missed.store(true, Ordering::SeqCst);
+        } else {
+            self.wake_task();
+        }
+    }
+}
+
+impl Driver {
+    /// Starts driving `socket` (tokio-postgres's connection future) on the runtime. The handle
+    /// finishes once the socket is closed and every job has ended.
+    pub fn start(socket: impl Future<Output = ()> + Send + 'static) -> (Arc<Driver>, tokio::task::JoinHandle<()>) {
+        let driver = Arc::new(Driver {
+            inner: Mutex::new(Inner { socket: Some(Box::pin(socket)), jobs: FuturesUnordered::new() }),
+            incoming: Default::default(),
+            relay: Arc::new(Relay { task: Mutex::new(None), missed: AtomicBool::new(false) }),
+        });
+        let d = driver.clone();
+        let task = tokio::spawn(std::future::poll_fn(move |cx| d.poll_task(cx)));
+        (driver, task)
+    }
+
+    fn poll_task(&self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut task = self.relay.task.lock().expect("driver waker");
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        self.relay.missed.store(false, Ordering::SeqCst);
+        let mut inner = self.inner.lock().expect("driver");
+        if self.run(&mut inner) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Polls the socket, then the jobs (which read what the socket routed to them). True when
+    /// there is nothing left to drive.
+    fn run(&self, inner: &mut Inner) -> bool {
+        let waker = Waker::from(self.relay.clone());
+        let mut cx = Context::from_waker(&waker);
+        inner.jobs.extend(self.incoming.lock().expect("driver jobs").jobs.drain(..));
+        if let Some(socket) = inner.socket.as_mut() {
+            if socket.as_mut().poll(&mut cx).is_ready() {
+                inner.socket = None;
+            }
+        }
+        while let Poll::Ready(Some(())) = inner.jobs.poll_next_unpin(&mut cx) {}
+        if inner.socket.is_none() && inner.jobs.is_empty() {
+            let mut incoming = self.incoming.lock().expect("driver jobs");
+            if incoming.jobs.is_empty() {
+                incoming.finished = true;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs `f` on this thread while holding back the wake-ups it causes in the driver (such as
+    /// queuing a request for the socket); [`Driver::flush`] then does what they asked for.
+    pub fn queue<T>(&self, f: impl FnOnce() -> T) -> T {
+        let previous = HOLDING.with(|h| h.replace(self.relay.id()));
+        let r = f();
+        HOLDING.with(|h| h.set(previous));
+        r
+    }
+
+    /// Adds a job; it is first polled by the next flush or by the driver's task. Once the
+    /// driver has finished, the job goes to the runtime instead.
+    pub fn add(&self, job: Job) {
+        let mut incoming = self.incoming.lock().expect("driver jobs");
+        if incoming.finished {
+            drop(incoming);
+            tokio::spawn(job);
+        } else {
+            incoming.jobs.push(job);
+            self.relay.missed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Writes what was queued and polls new jobs, here on the calling thread, unless the task is
+    /// busy with it already (then the task does it).
+    pub fn flush(&self) {
+        if !self.relay.missed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut inner) = self.inner.try_lock() else {
+            self.relay.wake_task();
+            return;
+        };
+        let previous = HOLDING.with(|h| h.replace(self.relay.id()));
+        let mut rounds = 0;
+        let finished = loop {
+            if self.run(&mut inner) {
+                break true;
+            }
+            rounds += 1;
+            if rounds == FLUSH_ROUNDS || !self.relay.missed.swap(false, Ordering::SeqCst) {
+                break false;
+            }
+        };
+        HOLDING.with(|h| h.set(previous));
+        drop(inner);
+        // Wake-ups held back and not yet acted on, and the end, are the task's to handle.
+        if finished || self.relay.missed.swap(false, Ordering::SeqCst) {
+            self.relay.wake_task();
+        }
+    }
+
+    /// Leaves whatever is queued to the driver's task (when no flush will follow).
+    pub fn hand_over(&self) {
+        self.relay.wake_task();
+    }
+
+    /// Drops the socket and the jobs (after `end()` gave up waiting).
+    pub fn close(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.socket = None;
+            inner.jobs = FuturesUnordered::new();
+        }
+        self.relay.wake_task();
+    }
+}
