@@ -661,7 +661,8 @@ pub fn text_to_wire(d: &Decoder, text: &str) -> Result<Vec<u8>, Error> {
 }
 
 /// PostgreSQL's ISO timestamp output → microseconds since 2000-01-01 UTC (a `timestamp` without
-/// zone is taken as UTC wall-clock time, as its binary form is).
+/// zone is taken as UTC wall-clock time, as its binary form is). `None` for anything PostgreSQL
+/// does not print, fields out of range included: the arithmetic is checked, never wraps.
 fn parse_timestamp_us(text: &str) -> Option<i64> {
     match text {
         "infinity" => return Some(i64::MAX),
@@ -672,41 +673,44 @@ fn parse_timestamp_us(text: &str) -> Option<i64> {
         Some(t) => (t, true),
         None => (text, false),
     };
+    let within = |v: i64, lo: i64, hi: i64| (lo..=hi).contains(&v).then_some(v);
     let (date, rest) = text.split_once(' ')?;
     let mut ymd = date.splitn(3, '-');
     let year: i64 = ymd.next()?.parse().ok()?;
-    let (month, day): (i64, i64) = (ymd.next()?.parse().ok()?, ymd.next()?.parse().ok()?);
-    let year = if bc { 1 - year } else { year };
+    let month = within(ymd.next()?.parse().ok()?, 1, 12)?;
+    let day = within(ymd.next()?.parse().ok()?, 1, 31)?;
+    let year = if bc { 1i64.checked_sub(year)? } else { year };
     let zone_at = rest.find(['+', '-']);
     let (clock, zone) = match zone_at {
         Some(i) => (&rest[..i], Some(&rest[i..])),
         None => (rest, None),
     };
     let mut hms = clock.splitn(3, ':');
-    let (h, m): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+    let h = within(hms.next()?.parse().ok()?, 0, 24)?;
+    let m = within(hms.next()?.parse().ok()?, 0, 59)?;
     let sec = hms.next()?;
     let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
-    let s: i64 = whole.parse().ok()?;
+    let s = within(whole.parse().ok()?, 0, 60)?;
     let micros: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").get(..6)?.parse().ok()? };
     let offset_secs = match zone {
         None => 0,
         Some(z) => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
             let mut parts = z[1..].split(':').map(|p| p.parse::<i64>().ok());
-            let hh = parts.next()??;
-            let mm = parts.next().flatten().unwrap_or(0);
-            let ss = parts.next().flatten().unwrap_or(0);
+            let hh = within(parts.next()??, 0, 99)?;
+            let mm = within(parts.next().flatten().unwrap_or(0), 0, 59)?;
+            let ss = within(parts.next().flatten().unwrap_or(0), 0, 59)?;
             sign * (hh * 3600 + mm * 60 + ss)
         }
     };
     // Days from civil (proleptic Gregorian), 1970-01-01 = 0.
-    let y = if month <= 2 { year - 1 } else { year };
+    let y = if month <= 2 { year.checked_sub(1)? } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let unix_secs = days * 86_400 + h * 3600 + m * 60 + s - offset_secs;
-    Some((unix_secs - 946_684_800) * 1_000_000 + micros)
+    let days = era.checked_mul(146_097)?.checked_add(yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)?;
+    let unix_secs = days.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + s - offset_secs)?;
+    unix_secs.checked_sub(946_684_800)?.checked_mul(1_000_000)?.checked_add(micros)
 }
 
 /// One finished column of a chunk. Only the buffers its kind uses are filled.
@@ -899,6 +903,13 @@ mod tests {
         assert_eq!(us("1970-01-01 00:00:00-01"), (3600 - 946_684_800) * 1_000_000);
         assert_eq!(us("infinity"), i64::MAX);
         assert!(parse_timestamp_us("yesterday").is_none());
+        // PostgreSQL's range ends in 294276 AD; its extremes still fit, anything past is refused.
+        assert_eq!(us("294276-12-31 23:59:59.999999"), 9_223_371_331_199_999_999);
+        assert_eq!(us("4714-11-24 00:00:00+00 BC"), -211_813_488_000_000_000);
+        for t in ["0-0-0 0:100000000000:0", "9223372036854775807-01-01 00:00:00", "1-01-01 00:00:00 BC+99999999999"] {
+            assert_eq!(text_to_wire(&Decoder::Timestamp, t).unwrap_err().code(), "PROTOCOL_ERROR", "{t}");
+        }
+        assert!(parse_timestamp_us("-9223372036854775808-01-01 00:00:00 BC").is_none());
         assert_eq!(text_to_wire(&Decoder::Bytea, "\\x01ff").unwrap(), vec![1, 255]);
         assert_eq!(text_to_wire(&Decoder::Float8, "NaN").unwrap(), f64::NAN.to_be_bytes().to_vec());
         assert_eq!(text_decoder(&Decoder::Int4), Decoder::Float8);
