@@ -575,20 +575,26 @@ pub fn scan(sql: &str) -> Scan<'_> {
             }
             b';' if atomic == 0 => {
                 if code {
-                    out.statements.push(sql[start..i].trim());
+                    out.statements.push(sql[start..i].trim_matches(is_sql_space));
                 }
                 start = i + 1;
                 code = false;
             }
-            c if !c.is_ascii_whitespace() => code = true,
+            c if !is_sql_space(c as char) => code = true,
             _ => {}
         }
         i += 1;
     }
     if code && start < sql.len() {
-        out.statements.push(sql[start..].trim());
+        out.statements.push(sql[start..].trim_matches(is_sql_space));
     }
     out
+}
+
+/// Whitespace as PostgreSQL's scanner knows it. Anything else, U+00A0 included, is part of a
+/// token (an identifier character), so trimming it (as `str::trim` does) could leave a statement empty.
+fn is_sql_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
 /// The first word of a statement's command tag, as node-postgres reports it (`SELECT`,
@@ -716,6 +722,12 @@ mod tests {
         assert_eq!(command_of(""), None);
         assert_eq!(row_count(Some("CREATE"), Some(0)), None);
         assert_eq!(row_count(Some("INSERT"), Some(3)), Some(3));
+    }
+
+    #[test]
+    fn only_sql_whitespace_is_trimmed() {
+        assert_eq!(split_statements("select 1;\x0b\x0c\r\n\t "), vec!["select 1"]);
+        assert_eq!(split_statements("select 1;\u{a0}"), vec!["select 1", "\u{a0}"]);
     }
 
     #[test]
