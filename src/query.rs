@@ -18,6 +18,10 @@ pub const CHUNK_ROWS: usize = 8192;
 pub const CHUNK_BYTES: usize = 8 << 20;
 /// Prepared statements kept per connection.
 pub const STATEMENT_CACHE_SIZE: usize = 256;
+/// Longer texts are prepared every time rather than kept (as the cache's key) until evicted.
+pub const STATEMENT_CACHE_MAX_SQL: usize = 64 << 10;
+/// SQL text the cache of one connection keeps at most, all entries together.
+pub const STATEMENT_CACHE_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
@@ -71,11 +75,13 @@ fn unspecified() -> Type {
     Type::new("unspecified".into(), 0, PgKind::Simple, "pg_catalog".into())
 }
 
-/// Prepared statements of one connection, oldest evicted first.
+/// Prepared statements of one connection, oldest evicted first, bounded in count and in the
+/// bytes of SQL text they keep (one shared copy per text).
 #[derive(Default)]
 pub struct StatementCache {
-    map: HashMap<String, Statement>,
-    order: VecDeque<String>,
+    map: HashMap<Arc<str>, Statement>,
+    order: VecDeque<Arc<str>>,
+    bytes: usize,
 }
 
 impl StatementCache {
@@ -83,18 +89,27 @@ impl StatementCache {
         self.map.get(sql).cloned()
     }
     fn insert(&mut self, sql: &str, stmt: Statement) {
-        if self.map.insert(sql.to_string(), stmt).is_none() {
-            self.order.push_back(sql.to_string());
-            while self.order.len() > STATEMENT_CACHE_SIZE {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
+        if sql.len() > STATEMENT_CACHE_MAX_SQL {
+            return;
+        }
+        if let Some(kept) = self.map.get_mut(sql) {
+            *kept = stmt;
+            return;
+        }
+        let key: Arc<str> = Arc::from(sql);
+        self.bytes += key.len();
+        self.map.insert(key.clone(), stmt);
+        self.order.push_back(key);
+        while self.order.len() > STATEMENT_CACHE_SIZE || self.bytes > STATEMENT_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else { break };
+            self.bytes -= old.len();
+            self.map.remove(&old);
         }
     }
     fn remove(&mut self, sql: &str) {
         if self.map.remove(sql).is_some() {
-            self.order.retain(|s| s != sql);
+            self.order.retain(|s| &**s != sql);
+            self.bytes -= sql.len();
         }
     }
 }
