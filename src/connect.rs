@@ -3,6 +3,7 @@
 use crate::config::{Config, Negotiation, Secret};
 use crate::endpoint::TunnelAddr;
 use crate::error::{Error, ServerError, TlsFailure};
+use crate::framing::{CheckedConnect, Desync};
 use crate::token;
 use aws_credential_types::Credentials;
 use rustls::{CertificateError, ClientConfig};
@@ -19,6 +20,8 @@ pub struct Session {
     pub client: tokio_postgres::Client,
     pub task: tokio::task::JoinHandle<()>,
     pub timings: Timings,
+    /// Set when the server's bytes stopped being PostgreSQL protocol (then the task ended).
+    pub desync: Desync,
 }
 
 /// How long each phase of opening a connection took (for diagnostics).
@@ -75,12 +78,18 @@ async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret
         let mut make = MakeRustlsConnect::new(tls.clone());
         let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
             .unwrap_or_else(|never| match never {});
-        let (client, connection) = pg.connect_raw(stream, connector).await.map_err(|e| classify(e, config, true))?;
+        // Inside TLS every message header is checked, so bytes that are not PostgreSQL fail at once.
+        let desync = Desync::default();
+        let checked = CheckedConnect { tls: connector, desync: desync.clone() };
+        let (client, connection) = pg.connect_raw(stream, checked).await.map_err(|e| match desync.violation() {
+            Some(v) => Error::Protocol { detail: v.to_string() },
+            None => classify(e, config, true),
+        })?;
         let timings = Timings { dial: dialled - started, handshake: dialled.elapsed(), ..Default::default() };
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Session { client, task, timings })
+        Ok(Session { client, task, timings, desync })
     }
 }
 

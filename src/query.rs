@@ -5,6 +5,7 @@
 //! trip; later runs bind the cached statement.
 
 use crate::error::Error;
+use crate::framing::Desync;
 use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder};
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
@@ -122,6 +123,8 @@ pub struct Conn {
     /// Where and how to send a CancelRequest: through the same tunnel, with the same TLS name.
     pub config: Arc<crate::config::Config>,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Why the connection's reader gave up on the server's bytes, if it did.
+    pub desync: Desync,
 }
 
 impl Conn {
@@ -131,7 +134,12 @@ impl Conn {
         tls: Arc<rustls::ClientConfig>,
         decode: DecodeOptions,
     ) -> Conn {
-        Conn { client, statements: Default::default(), decode, config, tls }
+        Conn { client, statements: Default::default(), decode, config, tls, desync: Desync::default() }
+    }
+
+    /// Reports queries that fail because the server's bytes broke framing as `PROTOCOL_ERROR`.
+    pub fn watching(self, desync: Desync) -> Conn {
+        Conn { desync, ..self }
     }
 
     /// Asks the server to cancel what this connection is running.
@@ -167,6 +175,11 @@ fn fields(columns: &[Column]) -> Vec<Field> {
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
 pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+    let desync = conn.desync.clone();
+    run_sendable(conn, sql, params).await.map_err(|e| desync.explain(e))
+}
+
+async fn run_sendable(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
     if conn.client.is_closed() {
         return Err(Error::ConnectionLost {
             detail: "the connection had already closed; the query was not sent".into(),
@@ -211,6 +224,7 @@ pub struct Rest {
     rows: std::pin::Pin<Box<RowStream>>,
     builder: ChunkBuilder,
     sql: String,
+    desync: Desync,
 }
 
 /// Runs one statement up to its first batch of `rows_per_batch` rows. A small result is complete
@@ -221,11 +235,20 @@ pub async fn first_batch(
     params: Vec<Option<String>>,
     rows_per_batch: usize,
 ) -> Result<(Batch, Option<Rest>), Error> {
+    first_batch_sendable(conn, sql, params, rows_per_batch).await.map_err(|e| conn.desync.explain(e))
+}
+
+async fn first_batch_sendable(
+    conn: &Conn,
+    sql: String,
+    params: Vec<Option<String>>,
+    rows_per_batch: usize,
+) -> Result<(Batch, Option<Rest>), Error> {
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
     let (rows, statement) = start(conn, &sql, &params, cached).await?;
     let fields = Some(fields(statement.columns()));
     let builder = ChunkBuilder::new(statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
-    let mut rest = Rest { rows: Box::pin(rows), builder, sql };
+    let mut rest = Rest { rows: Box::pin(rows), builder, sql, desync: conn.desync.clone() };
     match rest.next_batch().await? {
         (chunk, None) => Ok((Batch { fields, chunk, done: None }, Some(rest))),
         (chunk, done) => Ok((Batch { fields, chunk, done }, None)),
@@ -238,7 +261,8 @@ impl Rest {
     /// The next full chunk (and `None`), or the last one (possibly empty) with how it ended.
     async fn next_batch(&mut self) -> Result<(Option<Chunk>, Done), Error> {
         while let Some(row) = self.rows.next().await {
-            if let Some(chunk) = self.builder.push(&row.map_err(query_error)?)? {
+            let row = row.map_err(|e| self.desync.explain(query_error(e)))?;
+            if let Some(chunk) = self.builder.push(&row)? {
                 return Ok((Some(chunk), None));
             }
         }
