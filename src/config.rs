@@ -393,6 +393,22 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         },
     };
 
+    // The startup packet and the password message carry NUL-terminated strings: a NUL inside
+    // cannot be sent. Caught here, it is the caller's error, not a connection lost during set-up.
+    for p in [&user, &database, &password, &app].into_iter().flatten() {
+        if p.value.contains('\0') {
+            let hint = if p.name.ends_with("password") || p.name == "PGPASSWORD" {
+                " (a corrupted token or password?)"
+            } else {
+                ""
+            };
+            return Err(Error::config(
+                &p.name,
+                format!("{} contains a NUL character (\\u0000), which PostgreSQL cannot receive{hint}", p.name),
+            ));
+        }
+    }
+
     Ok(Config {
         region,
         region_explicit: region_option.is_some(),
@@ -729,6 +745,21 @@ mod tests {
         }
         let c = resolve(&inputs(&[("host", "h"), ("password", "secret123")], None, &[])).unwrap();
         assert!(!format!("{c:?}").contains("secret123"));
+    }
+
+    #[test]
+    fn a_nul_in_the_password_user_or_database_is_a_config_error_that_never_shows_the_value() {
+        for (key, env) in [("password", "PGPASSWORD"), ("user", "PGUSER"), ("database", "PGDATABASE")] {
+            let value = "secret123\0tail";
+            for i in
+                [inputs(&[("host", "h"), (key, value)], None, &[]), inputs(&[("host", "h")], None, &[(env, value)])]
+            {
+                let e = resolve(&i).unwrap_err();
+                assert_eq!(e.code(), "INVALID_CONFIG");
+                assert!(e.to_string().contains("NUL"), "{e}");
+                assert!(!e.to_string().contains("secret123") && !format!("{e:?}").contains("secret123"), "{e:?}");
+            }
+        }
     }
 
     #[test]

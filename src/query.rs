@@ -23,6 +23,8 @@ pub const STATEMENT_CACHE_SIZE: usize = 256;
 pub const STATEMENT_CACHE_MAX_SQL: usize = 64 << 10;
 /// SQL text the cache of one connection keeps at most, all entries together.
 pub const STATEMENT_CACHE_BYTES: usize = 4 << 20;
+/// The extended protocol counts parameters in 16 bits.
+pub const MAX_PARAMS: usize = u16::MAX as usize;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
@@ -172,9 +174,32 @@ fn fields(columns: &[Column]) -> Vec<Field> {
         .collect()
 }
 
+/// What the client cannot put on the wire, refused before anything is sent (tokio-postgres would
+/// fail while encoding, which reads as the server's fault): the connection stays usable.
+pub fn check_sendable(sql: &str, params: &[Option<String>]) -> Result<(), Error> {
+    if sql.contains('\0') {
+        return Err(Error::InvalidArgument {
+            detail: "the query text has a NUL character (\\u0000), which PostgreSQL text cannot hold: pass such \
+                     data as a parameter (bytea)"
+                .into(),
+        });
+    }
+    if params.len() > MAX_PARAMS {
+        return Err(Error::InvalidArgument {
+            detail: format!(
+                "{} parameters were given; the PostgreSQL protocol allows at most {MAX_PARAMS} per query: \
+                 split the statement or pass an array as one parameter",
+                params.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
 pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+    check_sendable(&sql, &params)?;
     let desync = conn.desync.clone();
     run_sendable(conn, sql, params).await.map_err(|e| desync.explain(e))
 }
@@ -235,6 +260,7 @@ pub async fn first_batch(
     params: Vec<Option<String>>,
     rows_per_batch: usize,
 ) -> Result<(Batch, Option<Rest>), Error> {
+    check_sendable(&sql, &params)?;
     first_batch_sendable(conn, sql, params, rows_per_batch).await.map_err(|e| conn.desync.explain(e))
 }
 
@@ -761,6 +787,13 @@ mod tests {
         assert_eq!(command_of(""), None);
         assert_eq!(row_count(Some("CREATE"), Some(0)), None);
         assert_eq!(row_count(Some("INSERT"), Some(3)), Some(3));
+    }
+
+    #[test]
+    fn what_cannot_be_encoded_is_refused_before_sending() {
+        assert_eq!(check_sendable("select 'a\0'", &[]).unwrap_err().code(), "INVALID_ARGUMENT");
+        assert!(check_sendable("select $1", &vec![None; MAX_PARAMS]).is_ok());
+        assert_eq!(check_sendable("select 1", &vec![None; MAX_PARAMS + 1]).unwrap_err().code(), "INVALID_ARGUMENT");
     }
 
     #[test]
