@@ -40,10 +40,17 @@ pub struct Timings {
 /// when given, else the AWS credential chain); a static token is checked before any dialling.
 pub async fn connect(config: &Config, tls: &ClientConfig, credentials: Option<&Credentials>) -> Result<Session, Error> {
     let work = async {
+        // Asked before the password is filled in: a configured password means no minting.
+        let mints = config.mints_tokens();
+        let started = Instant::now();
         let password = token::password_for(config, credentials).await?;
+        let minted = mints && password.is_some();
+        let token_time = if minted { started.elapsed() } else { Duration::ZERO };
         let is_token = password.as_ref().is_some_and(|p| token::decode(p.expose()).is_some());
-        let session = handshake(config, tls, password.as_ref()).await;
-        session.map_err(|e| if is_token { token::with_auth_hint(e) } else { e })
+        let hint = |e| if is_token { token::with_auth_hint(e) } else { e };
+        let mut session = handshake(config, tls, password.as_ref()).await.map_err(hint)?;
+        (session.timings.minted, session.timings.token) = (minted, token_time);
+        Ok(session)
     };
     match config.connect_timeout {
         // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
