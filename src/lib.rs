@@ -28,3 +28,6 @@ pub mod token;
 pub mod value;
 
 pub mod napi;
+
+#[cfg(test)]
+mod testing;

@@ -810,3 +810,115 @@ mod tests {
         assert_eq!(c.order.len(), 0);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    // Property tests for the SQL scanner (statement splitting, `$n` counting) and `command_of`:
+    // arbitrary text never panics, and the pieces always come from the input.
+
+    use super::{command_of, scan};
+    use crate::testing::cases;
+    use proptest::prelude::*;
+
+    /// SQL-ish soup: the lexer's special characters and words in every order.
+    fn sqlish() -> impl Strategy<Value = String> {
+        const PIECES: &[&str] = &[
+            "'",
+            "''",
+            "\"",
+            "E'",
+            "e'\\'",
+            "\\",
+            "$",
+            "$$",
+            "$tag$",
+            "$1",
+            "$99999999999999999999999",
+            "$0",
+            "--",
+            "\n",
+            "/*",
+            "*/",
+            ";",
+            " ",
+            "(",
+            ")",
+            "begin",
+            "atomic",
+            "case",
+            "end",
+            "select",
+            "with",
+            "insert",
+            "create",
+            "table",
+            "as",
+            "values",
+            "é",
+            "😀",
+            "\u{0}",
+            "x",
+        ];
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..40).prop_map(|v| v.concat())
+    }
+
+    fn check(sql: &str) -> Result<(), TestCaseError> {
+        let s = scan(sql);
+        let range = sql.as_ptr() as usize..sql.as_ptr() as usize + sql.len() + 1;
+        for st in &s.statements {
+            prop_assert!(!st.is_empty(), "empty statement from {sql:?}");
+            prop_assert!(range.contains(&(st.as_ptr() as usize)), "statement not a slice of the input");
+            prop_assert_eq!(st.trim_matches(super::is_sql_space), *st);
+        }
+        prop_assert!(s.statements.len() <= sql.matches(';').count() + 1);
+        if let Some(c) = command_of(sql) {
+            prop_assert!(
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "command {c:?}"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases(4000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(s in any::<String>()) {
+            check(&s)?;
+        }
+
+        #[test]
+        fn sql_like_text_never_panics(s in sqlish()) {
+            check(&s)?;
+        }
+    }
+
+    #[test]
+    fn pathological_inputs_finish_quickly() {
+        let started = std::time::Instant::now();
+        for sql in [
+            "/*".repeat(200_000),
+            "$".repeat(400_000),
+            "$a".repeat(200_000),
+            "'".repeat(400_000),
+            "E'\\".repeat(100_000),
+            format!("select {}", "(".repeat(300_000)),
+            "begin atomic case ".repeat(50_000),
+            format!("{}1", "$".repeat(100_000)),
+        ] {
+            check(&sql).unwrap();
+        }
+        assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+    }
+
+    /// PostgreSQL reads U+00A0 (and other non-ASCII spaces) as identifier characters, and the scanner
+    /// counts them as code: trimming them away with Unicode rules must not leave an empty statement
+    /// (which also turns `select 1;\u{a0}` into "several statements").
+    #[test]
+    fn non_ascii_spaces_never_make_an_empty_statement() {
+        for sql in ["\u{a0}", "select 1;\u{a0}", "select 1;\u{2003}"] {
+            check(sql).unwrap();
+        }
+    }
+}

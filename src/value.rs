@@ -976,3 +976,299 @@ mod tests {
         assert!(write_array_json(&mut String::new(), &d, &int_array_header(&deep), &mut String::new()).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    // Property tests for the value decoders: every `Decoder` variant fed arbitrary bytes (what a
+    // broken or hostile server could send in a DataRow) never panics, never hangs, and keeps the
+    // column's buffers consistent; arrays with crafted headers stay bounded in time and output.
+
+    use super::{ColumnBuilder, Decoder, Kind};
+    use crate::testing::cases;
+    use crate::value;
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    /// Every scalar variant. The match has no wildcard, so a new variant fails to compile here
+    /// until it is added to the fuzzing.
+    fn scalar_decoders() -> Vec<Decoder> {
+        let all = vec![
+            Decoder::Bool,
+            Decoder::Int2,
+            Decoder::Int4,
+            Decoder::Oid,
+            Decoder::Int8Text,
+            Decoder::Int8Big,
+            Decoder::Float4,
+            Decoder::Float8,
+            Decoder::Numeric,
+            Decoder::Utf8,
+            Decoder::Char,
+            Decoder::Uuid,
+            Decoder::Json,
+            Decoder::Jsonb,
+            Decoder::Bytea,
+            Decoder::Timestamptz,
+            Decoder::Timestamp,
+            Decoder::Date,
+            Decoder::Time,
+            Decoder::Timetz,
+            Decoder::Interval,
+            Decoder::Inet,
+            Decoder::Macaddr,
+            Decoder::Bit,
+            Decoder::Money,
+            Decoder::Point,
+            Decoder::Lseg,
+            Decoder::Box,
+            Decoder::Line,
+            Decoder::Circle,
+            Decoder::Lsn,
+            Decoder::Tid,
+            Decoder::Xid8,
+            Decoder::Fallback,
+        ];
+        for d in &all {
+            match d {
+                Decoder::Bool
+                | Decoder::Int2
+                | Decoder::Int4
+                | Decoder::Oid
+                | Decoder::Int8Text
+                | Decoder::Int8Big
+                | Decoder::Float4
+                | Decoder::Float8
+                | Decoder::Numeric
+                | Decoder::Utf8
+                | Decoder::Char
+                | Decoder::Uuid
+                | Decoder::Json
+                | Decoder::Jsonb
+                | Decoder::Bytea
+                | Decoder::Timestamptz
+                | Decoder::Timestamp
+                | Decoder::Date
+                | Decoder::Time
+                | Decoder::Timetz
+                | Decoder::Interval
+                | Decoder::Inet
+                | Decoder::Macaddr
+                | Decoder::Bit
+                | Decoder::Money
+                | Decoder::Point
+                | Decoder::Lseg
+                | Decoder::Box
+                | Decoder::Line
+                | Decoder::Circle
+                | Decoder::Lsn
+                | Decoder::Tid
+                | Decoder::Xid8
+                | Decoder::Fallback => {}
+                Decoder::Array(_) => unreachable!(),
+            }
+        }
+        all
+    }
+
+    /// Scalars, their arrays, and arrays of arrays.
+    fn decoder() -> impl Strategy<Value = Decoder> {
+        let scalars = scalar_decoders();
+        let scalar = proptest::sample::select(scalars);
+        prop_oneof![
+            4 => scalar.clone(),
+            3 => scalar.clone().prop_map(|d| Decoder::Array(Box::new(d))),
+            1 => scalar.prop_map(|d| Decoder::Array(Box::new(Decoder::Array(Box::new(d))))),
+        ]
+    }
+
+    /// Raw values: random bytes, the right sizes, and special patterns.
+    fn raw() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..48),
+            proptest::collection::vec(any::<u8>(), 0..600),
+            prop_oneof![Just(1usize), Just(2), Just(4), Just(6), Just(8), Just(12), Just(16), Just(24), Just(32)]
+                .prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n)),
+            prop_oneof![Just(1usize), Just(2), Just(4), Just(8), Just(12), Just(16)].prop_flat_map(|n| prop_oneof![
+                Just(vec![0xff; n]),
+                Just(vec![0x80; n]),
+                Just(vec![0x7f; n]),
+                Just(vec![0; n])
+            ]),
+            "\\PC{0,40}".prop_map(String::into_bytes),
+        ]
+    }
+
+    /// A binary array header (ndim, flags, element oid, dims) followed by element bytes, the way
+    /// PostgreSQL writes them, with each field free to be absurd. Also returns the claimed dimensions.
+    fn crafted_array() -> impl Strategy<Value = (Vec<u8>, Vec<i32>)> {
+        let dim = prop_oneof![4 => 0i32..4, 1 => Just(-1), 1 => Just(65_536), 1 => Just(1_000), 2 => 0i32..100];
+        (
+            prop_oneof![0i32..7, Just(-1), Just(7), Just(100)],
+            any::<i32>(),
+            proptest::collection::vec((dim, any::<i32>()), 0..7),
+            proptest::collection::vec(prop_oneof![Just(-1i32), 0i32..10, Just(i32::MAX), Just(i32::MIN)], 0..12),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(ndim, flags, dims, lens, tail)| {
+                let mut b = Vec::new();
+                b.extend_from_slice(&ndim.to_be_bytes());
+                b.extend_from_slice(&flags.to_be_bytes());
+                b.extend_from_slice(&23i32.to_be_bytes());
+                for (len, lower) in &dims {
+                    b.extend_from_slice(&len.to_be_bytes());
+                    b.extend_from_slice(&lower.to_be_bytes());
+                }
+                let mut tail = tail.into_iter();
+                for len in lens {
+                    b.extend_from_slice(&len.to_be_bytes());
+                    for _ in 0..len.clamp(0, 8) {
+                        b.push(tail.next().unwrap_or(0));
+                    }
+                }
+                (b, dims.into_iter().map(|(len, _)| len).collect())
+            })
+    }
+
+    /// Loop iterations a naive decoder spends on the claimed dimensions (sum of the products of
+    /// their prefixes), to keep generated cases from running for minutes.
+    fn claimed_work(dims: &[i32]) -> f64 {
+        let (mut product, mut sum) = (1f64, 0f64);
+        for &d in dims {
+            product *= d.max(0) as f64;
+            sum += product;
+        }
+        sum
+    }
+
+    /// Bytes of output a value may produce per byte of input, plus a constant: numeric's weight
+    /// and scale fields legitimately expand 8 bytes into ~160 KiB of digits.
+    const AMPLIFICATION: usize = 64;
+    const AMPLIFICATION_SLACK: usize = 256 << 10;
+
+    /// Pushes every value into a column and checks the column stays consistent.
+    fn feed(d: &Decoder, values: &[Option<Vec<u8>>]) -> Result<(), TestCaseError> {
+        let mut b = ColumnBuilder::new(d.clone());
+        let mut pushed = 0usize;
+        let mut input = 0usize;
+        let started = Instant::now();
+        for v in values {
+            input += v.as_ref().map_or(0, Vec::len);
+            if b.push(v.as_deref()).is_ok() {
+                pushed += 1;
+            } else {
+                // After an error the query fails as a whole and the builder is dropped.
+                return Ok(());
+            }
+        }
+        prop_assert!(started.elapsed() < Duration::from_secs(2), "{d:?} took {:?}", started.elapsed());
+        prop_assert!(
+            b.size() <= AMPLIFICATION * input + AMPLIFICATION_SLACK,
+            "{d:?}: {} bytes out of {input}",
+            b.size()
+        );
+        let chunk = b.take();
+        prop_assert_eq!(chunk.kind, Some(d.kind()));
+        if let Some(n) = &chunk.nulls {
+            prop_assert_eq!(n.len(), pushed);
+        }
+        match d.kind() {
+            Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
+                prop_assert_eq!(chunk.numbers.len(), pushed)
+            }
+            Kind::BigInt => prop_assert_eq!(chunk.bigints.len(), pushed),
+            Kind::Bytes => {
+                prop_assert_eq!(chunk.offsets.len(), pushed + 1);
+                prop_assert_eq!(*chunk.offsets.last().unwrap() as usize, chunk.bytes.len());
+            }
+            Kind::Text | Kind::Json | Kind::Array => {
+                prop_assert_eq!(chunk.offsets.len(), pushed + 1);
+                // Offsets are UTF-16 positions: JavaScript slices the column's one string with them.
+                prop_assert_eq!(*chunk.offsets.last().unwrap() as usize, chunk.text.encode_utf16().count());
+                prop_assert!(chunk.offsets.windows(2).all(|w| w[0] <= w[1]));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases(3000))]
+
+        #[test]
+        fn any_bytes_into_any_decoder(d in decoder(), values in proptest::collection::vec(proptest::option::weighted(0.9, raw()), 1..6)) {
+            feed(&d, &values)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(1500))]
+
+        #[test]
+        fn crafted_arrays(elem in proptest::sample::select(scalar_decoders()), nested in any::<bool>(), (a, dims) in crafted_array()) {
+            prop_assume!(claimed_work(&dims) <= 4e6);
+            let d = if nested { Decoder::Array(Box::new(Decoder::Array(Box::new(elem)))) } else { Decoder::Array(Box::new(elem)) };
+            feed(&d, &[Some(a)])?;
+        }
+
+        /// Text-format values (the simple protocol) into the decoders they are built with.
+        #[test]
+        fn text_format_values(d in decoder(), text in prop_oneof![
+            any::<String>(),
+            "-?[0-9]{1,25}(\\.[0-9]{0,8})?",
+            "\\\\x[0-9a-fA-F]{0,9}",
+            "(in|-in)finity",
+            // Timestamps, with years and clock fields far outside what PostgreSQL prints.
+            "-?[0-9]{1,20}-[0-9]{1,20}-[0-9]{1,20} [0-9]{1,20}:[0-9]{1,20}:[0-9]{1,20}(\\.[0-9]{0,9})?([+-][0-9]{1,20}(:[0-9]{1,20}){0,2})?( BC)?",
+        ]) {
+            let td = value::text_decoder(&d);
+            if let Ok(raw) = value::text_to_wire(&td, &text) {
+                feed(&td, &[Some(raw)])?;
+            }
+        }
+    }
+
+    /// An array header may claim a huge outer dimension over an empty inner one: there are no
+    /// elements, so nothing bounds the loop but the claim. 28 bytes must not become megabytes of
+    /// output (or, with i32::MAX, gigabytes and minutes).
+    #[test]
+    fn an_array_header_cannot_amplify_into_a_huge_output() {
+        let mut raw = Vec::new();
+        for v in [2i32, 0, 23, 10_000_000, 1, 0, 1] {
+            raw.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut b = ColumnBuilder::new(Decoder::Array(Box::new(Decoder::Int4)));
+        let started = Instant::now();
+        let r = b.push(Some(&raw));
+        let out = b.size();
+        assert!(
+            r.is_err() || out <= AMPLIFICATION * raw.len() + AMPLIFICATION_SLACK,
+            "{} bytes of input became {out} bytes of output in {:?}",
+            raw.len(),
+            started.elapsed()
+        );
+    }
+
+    /// PostgreSQL arrays have at most 6 dimensions; a header claiming thousands (each of length 1)
+    /// must be refused, not decoded by recursion deep enough to overflow a thread's stack (which
+    /// aborts the process: no panic handler can catch it). Runs on a thread with tokio's default
+    /// worker stack size, where the addon decodes.
+    #[test]
+    fn an_array_with_absurdly_many_dimensions_is_refused_without_deep_recursion() {
+        let dims: i32 = 100_000;
+        let mut raw = Vec::new();
+        for v in [dims, 0, 23] {
+            raw.extend_from_slice(&v.to_be_bytes());
+        }
+        for _ in 0..dims {
+            raw.extend_from_slice(&1i32.to_be_bytes());
+            raw.extend_from_slice(&1i32.to_be_bytes());
+        }
+        raw.extend_from_slice(&4i32.to_be_bytes());
+        raw.extend_from_slice(&7i32.to_be_bytes());
+        let worker = std::thread::Builder::new().stack_size(2 << 20).spawn(move || {
+            let mut b = ColumnBuilder::new(Decoder::Array(Box::new(Decoder::Int4)));
+            b.push(Some(&raw)).is_err()
+        });
+        let refused = worker.expect("spawn").join().expect("no panic");
+        assert!(refused, "an array with {dims} dimensions was accepted");
+    }
+}
