@@ -111,7 +111,10 @@ describe('parameters', () => {
     const deep = JSON.parse('['.repeat(10_000) + ']'.repeat(10_000))
     const seen = []
     for (const [what, value] of [['toPostgres returning itself', self], ['toPostgres cycle', a], ['10,000 nested arrays', deep]] as const) {
-      seen.push(`${what}: ${(await settle(client, 'select $1::text', [value])).code}`)
+      const r = await settle(client, 'select $1::text, $2::text', ['fine', value])
+      seen.push(`${what}: ${r.code}`)
+      // It names the parameter, as every INVALID_PARAMETER does.
+      if (r.code === 'INVALID_PARAMETER') assert.ok((r.err as DsqlTunnelError).parameterIndex === 1 && /\$2/.test(r.err!.message), r.err?.message)
     }
     assert.deepEqual(seen, ['toPostgres returning itself: INVALID_PARAMETER', 'toPostgres cycle: INVALID_PARAMETER', '10,000 nested arrays: INVALID_PARAMETER'])
     await stillUsable()
