@@ -142,6 +142,7 @@ class Client {
       text = text.text
     }
     if (typeof text !== 'string') throw invalidArgument('the query text must be a string')
+    if (!text.isWellFormed()) throw loneSurrogate()
     if (typeof values === 'function' || typeof options === 'function') {
       throw invalidArgument('callbacks are not supported: use the promise query() returns')
     }
@@ -211,6 +212,7 @@ class Client {
     const batchSize = options?.batchSize ?? 1000
     return (async function* rows() {
       if (typeof text !== 'string') throw invalidArgument('the query text must be a string')
+      if (!text.isWellFormed()) throw loneSurrogate()
       if (values !== undefined && values !== null && !Array.isArray(values)) throw invalidArgument('values must be an array')
       if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidArgument('batchSize must be a whole number of at least 1')
       if (rowMode !== undefined && rowMode !== 'array') throw invalidArgument("rowMode must be 'array' or left out")
@@ -319,6 +321,9 @@ class Client {
       : 'Client { not connected }'
   }
 }
+
+// Node-API would turn it into U+FFFD on the way to UTF-8: the server would run other text.
+const loneSurrogate = () => invalidArgument('the query text has a lone UTF-16 surrogate (half of a surrogate pair), which has no UTF-8 form: it would reach the server as U+FFFD, so the query was not sent')
 
 function abortError(signal, serverError) {
   const err = new DsqlTunnelError('ABORT_ERR', 'the query was aborted', { cause: signal.reason })

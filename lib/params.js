@@ -5,6 +5,11 @@
 const { invalidParameter } = require('./errors')
 
 const pad = (n, width = 2) => String(n).padStart(width, '0')
+// PostgreSQL's MAXDIM: a deeper JavaScript array has no PostgreSQL form.
+const MAX_ARRAY_DIMENSIONS = 6
+// How many arrays and toPostgres() results one value may nest through, so that a chain of
+// toPostgres() calls that never ends is an error with a code, not a stack overflow.
+const MAX_NESTING = 64
 
 // Local time with its offset, as node-postgres sends Dates, so `timestamp` columns (read back
 // in local time) round-trip.
@@ -23,18 +28,27 @@ function bytesToHex(v) {
   return '\\x' + Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')
 }
 
-function arrayLiteral(arr, index, seen) {
+function arrayLiteral(arr, index, seen, dims) {
   if (seen.has(arr)) throw invalidParameter(index, 'the array contains itself')
-  seen.add(arr)
+  if (dims > MAX_ARRAY_DIMENSIONS) {
+    throw invalidParameter(index, `arrays nest more than ${MAX_ARRAY_DIMENSIONS} deep, and PostgreSQL arrays have at most ${MAX_ARRAY_DIMENSIONS} dimensions: send deeper data as JSON (JSON.stringify it)`)
+  }
+  enter(arr, index, seen)
   const parts = arr.map((v) => {
     if (v === null || v === undefined) return 'NULL'
-    if (Array.isArray(v)) return arrayLiteral(v, index, seen)
+    if (Array.isArray(v)) return arrayLiteral(v, index, seen, dims + 1)
     if (ArrayBuffer.isView(v)) return '"\\' + bytesToHex(v) + '"'
     const s = encode(v, index, seen)
     return '"' + s.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"'
   })
   seen.delete(arr)
   return '{' + parts.join(',') + '}'
+}
+
+/** Marks `v` as being encoded: it is on the path from the parameter down to where we are. */
+function enter(v, index, seen) {
+  if (seen.size >= MAX_NESTING) throw invalidParameter(index, `the value nests more than ${MAX_NESTING} levels of arrays and toPostgres() results`)
+  seen.add(v)
 }
 
 function encode(v, index, seen) {
@@ -56,8 +70,14 @@ function encode(v, index, seen) {
         return s
       }
       if (ArrayBuffer.isView(v)) return bytesToHex(v)
-      if (Array.isArray(v)) return arrayLiteral(v, index, seen)
-      if (typeof v.toPostgres === 'function') return encode(v.toPostgres(), index, seen)
+      if (Array.isArray(v)) return arrayLiteral(v, index, seen, 1)
+      if (typeof v.toPostgres === 'function') {
+        if (seen.has(v)) throw invalidParameter(index, 'toPostgres() leads back to the same object (a cycle): return a string, number, Date, Buffer, array or plain object')
+        enter(v, index, seen)
+        const s = encode(v.toPostgres(), index, seen)
+        seen.delete(v)
+        return s
+      }
       let json
       try {
         json = JSON.stringify(v)

@@ -73,6 +73,9 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     #ending = null
     #backoffUntil = 0
     #backoff = 0
+    // Counts escalations of the backoff: a failure escalates it only if its attempt began after the
+    // last escalation, so N connections refused together are one round, not N doublings.
+    #backoffRound = 0
 
     /**
      * @param {object | string} [config] Client options plus `max` (10), `idleTimeoutMillis` (600000),
@@ -244,16 +247,19 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
           const client = new Client({ ...this.#config, ...(deadline ? { connectionTimeoutMillis: remaining } : {}) })
           // The server's clock for its connection limit starts before ours would after connecting.
           const startedAt = Date.now()
+          const round = this.#backoffRound
           try {
             await client.connect()
           } catch (err) {
             if (!TRANSIENT.has(err.code)) throw err
             // Back off before any connection attempt of this pool, not only this one.
-            this.#backoff = Math.min(5000, this.#backoff ? this.#backoff * 2 : ADMISSION.has(err.code) ? 100 : 25)
-            const delay = jittered(this.#backoff)
-            this.#backoffUntil = Date.now() + delay
+            if (round === this.#backoffRound) {
+              this.#backoffRound++
+              this.#backoff = Math.min(5000, this.#backoff ? this.#backoff * 2 : ADMISSION.has(err.code) ? 100 : 25)
+              this.#backoffUntil = Date.now() + jittered(this.#backoff)
+            }
             if (deadline && this.#backoffUntil >= deadline) throw err
-            debug('pool-retry', { code: err.code, inMs: delay })
+            debug('pool-retry', { code: err.code, inMs: Math.max(0, this.#backoffUntil - Date.now()) })
             continue
           }
           this.#backoff = 0

@@ -393,6 +393,22 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         },
     };
 
+    // The startup packet and the password message carry NUL-terminated strings: a NUL inside
+    // cannot be sent. Caught here, it is the caller's error, not a connection lost during set-up.
+    for p in [&user, &database, &password, &app].into_iter().flatten() {
+        if p.value.contains('\0') {
+            let hint = if p.name.ends_with("password") || p.name == "PGPASSWORD" {
+                " (a corrupted token or password?)"
+            } else {
+                ""
+            };
+            return Err(Error::config(
+                &p.name,
+                format!("{} contains a NUL character (\\u0000), which PostgreSQL cannot receive{hint}", p.name),
+            ));
+        }
+    }
+
     Ok(Config {
         region,
         region_explicit: region_option.is_some(),
@@ -732,10 +748,226 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_in_the_password_user_or_database_is_a_config_error_that_never_shows_the_value() {
+        for (key, env) in [("password", "PGPASSWORD"), ("user", "PGUSER"), ("database", "PGDATABASE")] {
+            let value = "secret123\0tail";
+            for i in
+                [inputs(&[("host", "h"), (key, value)], None, &[]), inputs(&[("host", "h")], None, &[(env, value)])]
+            {
+                let e = resolve(&i).unwrap_err();
+                assert_eq!(e.code(), "INVALID_CONFIG");
+                assert!(e.to_string().contains("NUL"), "{e}");
+                assert!(!e.to_string().contains("secret123") && !format!("{e:?}").contains("secret123"), "{e:?}");
+            }
+        }
+    }
+
+    #[test]
     fn zero_timeout_waits_forever() {
         let c = resolve(&inputs(&[("host", "h"), ("connectionTimeoutMillis", "0")], None, &[])).unwrap();
         assert_eq!(c.connect_timeout, None);
         let c = resolve(&inputs(&[], None, &[("PGHOST", "h"), ("PGCONNECT_TIMEOUT", "7")])).unwrap();
         assert_eq!(c.connect_timeout, Some(Duration::from_secs(7)));
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    // Property tests for the configuration layer: connection strings (URLs and libpq key=value),
+    // and the resolver over random option, connection-string and environment maps. None may panic
+    // or hang, and no error message may carry the password.
+
+    use super::{parse_connection_string, resolve, Inputs, Verification};
+    use crate::testing::cases;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const OPTION_NAMES: &[&str] = &[
+        "host",
+        "hostaddr",
+        "port",
+        "user",
+        "database",
+        "password",
+        "sslmode",
+        "sslrootcert",
+        "sslnegotiation",
+        "applicationName",
+        "connectionTimeoutMillis",
+        "region",
+        "profile",
+        "tokenDurationSecs",
+    ];
+    const KEYS: &[&str] = &[
+        "host",
+        "hostaddr",
+        "port",
+        "user",
+        "password",
+        "dbname",
+        "sslmode",
+        "sslrootcert",
+        "sslnegotiation",
+        "application_name",
+        "connect_timeout",
+        "ssl",
+        "options",
+    ];
+
+    /// Values that sit near the edges of what each setting accepts.
+    fn tricky_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(" ".to_string()),
+            Just("0".to_string()),
+            Just("-1".to_string()),
+            Just("65536".to_string()),
+            Just("18446744073709551616".to_string()),
+            Just("9223372036854775807".to_string()),
+            Just("verify-full".to_string()),
+            Just("require".to_string()),
+            Just("disable".to_string()),
+            Just("system".to_string()),
+            Just("direct".to_string()),
+            Just("127.0.0.1".to_string()),
+            Just("[::1]".to_string()),
+            Just("localhost".to_string()),
+            Just("a.dsql-fnh4.us-east-1.on.aws".to_string()),
+            Just("a.dsql.us-east-1.on.aws.".to_string()),
+            Just("x,y".to_string()),
+            Just("[".to_string()),
+            Just("%".to_string()),
+            Just("é\u{0}\u{FEFF}".to_string()),
+            "\\PC{0,24}",
+            any::<String>(),
+        ]
+    }
+
+    fn map_of(names: &'static [&'static str]) -> impl Strategy<Value = HashMap<String, String>> {
+        proptest::collection::hash_map(proptest::sample::select(names).prop_map(str::to_string), tricky_value(), 0..8)
+    }
+
+    /// Connection strings built from the grammar's pieces, so most get deep into the parsers.
+    fn near_valid_connection_string() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("postgres://".to_string()),
+            Just("postgresql://".to_string()),
+            Just("POSTGRES://".to_string()),
+            Just("@".to_string()),
+            Just(":".to_string()),
+            Just("/".to_string()),
+            Just("?".to_string()),
+            Just("&".to_string()),
+            Just("=".to_string()),
+            Just("#".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just("%".to_string()),
+            Just("%4".to_string()),
+            Just("%zz".to_string()),
+            Just("%c3%a9".to_string()),
+            Just("%ff".to_string()),
+            Just("'".to_string()),
+            Just("\\".to_string()),
+            Just(" ".to_string()),
+            Just(",".to_string()),
+            proptest::sample::select(KEYS).prop_map(str::to_string),
+            "[a-z0-9.-]{0,12}",
+            "\\PC{0,6}",
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(cases(1200))]
+
+        #[test]
+        fn connection_strings_never_panic(s in any::<String>()) {
+            let _ = parse_connection_string(&s);
+        }
+
+        #[test]
+        fn near_valid_connection_strings_never_panic(s in near_valid_connection_string()) {
+            let _ = parse_connection_string(&s);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(700))]
+
+        #[test]
+        fn resolve_never_panics(
+            options in map_of(OPTION_NAMES),
+            env in map_of(&["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSSLMODE",
+                "PGSSLROOTCERT", "PGSSLNEGOTIATION", "PGAPPNAME", "PGCONNECT_TIMEOUT", "HOSTNAME", "AWS_REGION",
+                "AWS_DEFAULT_REGION"]),
+            cs in proptest::option::of(prop_oneof![near_valid_connection_string(), any::<String>()]),
+        ) {
+            let inputs = Inputs { options, connection_string: cs, env };
+            if let Ok(c) = resolve(&inputs) {
+                // What a resolved config promises: a port, and a TLS mode that never allows plaintext,
+                // which verifies unless `require` was asked for by name.
+                prop_assert!(c.port > 0);
+                let asked_require = [inputs.options.get("sslmode"), inputs.env.get("PGSSLMODE")]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v.trim().eq_ignore_ascii_case("require"))
+                    || inputs.connection_string.as_deref().is_some_and(|s| s.to_ascii_lowercase().contains("require"));
+                if c.verification() == Verification::None {
+                    prop_assert!(asked_require, "verification off without sslmode=require: {c:?}");
+                }
+            }
+        }
+
+        /// Whatever else is wrong, the password never appears in an error message or in Debug output.
+        #[test]
+        fn errors_never_echo_the_password(
+            secret in "[A-Za-z0-9]{12,24}",
+            options in map_of(OPTION_NAMES),
+            env in map_of(&["PGHOST", "PGPORT", "PGSSLMODE", "PGCONNECT_TIMEOUT", "HOSTNAME"]),
+            wrap in 0..4u8,
+        ) {
+            let mut options = options;
+            options.remove("password");
+            let (cs, options) = match wrap {
+                0 => (None, { let mut o = options; o.insert("password".into(), secret.clone()); o }),
+                1 => (Some(format!("postgres://u:{secret}@h:x/%zz")), options),
+                2 => (Some(format!("host=h password={secret} port=nope")), options),
+                _ => (Some(format!("postgresql://u:{secret}@[::1/db")), options),
+            };
+            let mut env = env;
+            env.insert("PGPASSWORD".into(), secret.clone());
+            let inputs = Inputs { options, connection_string: cs, env };
+            match resolve(&inputs) {
+                Err(e) => {
+                    prop_assert!(!e.to_string().contains(&secret), "password in message: {e}");
+                    prop_assert!(!format!("{e:?}").contains(&secret), "password in Debug");
+                }
+                Ok(c) => prop_assert!(!format!("{c:?}").contains(&secret), "password in Debug of Config"),
+            }
+        }
+    }
+
+    #[test]
+    fn very_long_connection_strings_parse_in_linear_time() {
+        let started = std::time::Instant::now();
+        let long = format!("host={} {}", "h".repeat(1 << 20), "user=u ".repeat(50_000));
+        let _ = parse_connection_string(&long);
+        let url = format!("postgres://{}@h/db?{}", "%41".repeat(300_000), "sslmode=require&".repeat(50_000));
+        let _ = parse_connection_string(&url);
+        assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+    }
+
+    /// A libpq password with a space must be quoted; written unquoted, the rest of it reads as the
+    /// next key. That mistake must not put part of the password into the error message.
+    #[test]
+    fn an_unquoted_password_with_spaces_is_not_echoed() {
+        for s in ["host=h password=correct horse battery", "host=h password=correct horse=battery"] {
+            let err = parse_connection_string(s).expect_err("malformed");
+            let msg = err.to_string();
+            for part in ["horse", "battery"] {
+                assert!(!msg.contains(part), "part of the password in the error: {msg}");
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::config::{Config, Negotiation, Secret};
 use crate::endpoint::TunnelAddr;
 use crate::error::{Error, ServerError, TlsFailure};
+use crate::framing::{CheckedConnect, Desync};
 use crate::token;
 use aws_credential_types::Credentials;
 use rustls::{CertificateError, ClientConfig};
@@ -20,6 +21,8 @@ pub struct Session {
     pub driver: std::sync::Arc<crate::driver::Driver>,
     pub task: tokio::task::JoinHandle<()>,
     pub timings: Timings,
+    /// Set when the server's bytes stopped being PostgreSQL protocol (then the task ended).
+    pub desync: Desync,
 }
 
 /// How long each phase of opening a connection took (for diagnostics).
@@ -38,10 +41,17 @@ pub struct Timings {
 /// when given, else the AWS credential chain); a static token is checked before any dialling.
 pub async fn connect(config: &Config, tls: &ClientConfig, credentials: Option<&Credentials>) -> Result<Session, Error> {
     let work = async {
+        // Asked before the password is filled in: a configured password means no minting.
+        let mints = config.mints_tokens();
+        let started = Instant::now();
         let password = token::password_for(config, credentials).await?;
+        let minted = mints && password.is_some();
+        let token_time = if minted { started.elapsed() } else { Duration::ZERO };
         let is_token = password.as_ref().is_some_and(|p| token::decode(p.expose()).is_some());
-        let session = handshake(config, tls, password.as_ref()).await;
-        session.map_err(|e| if is_token { token::with_auth_hint(e) } else { e })
+        let hint = |e| if is_token { token::with_auth_hint(e) } else { e };
+        let mut session = handshake(config, tls, password.as_ref()).await.map_err(hint)?;
+        (session.timings.minted, session.timings.token) = (minted, token_time);
+        Ok(session)
     };
     match config.connect_timeout {
         // tokio-postgres's own timeout covers only TCP; a silent peer must not hang us forever.
@@ -76,12 +86,18 @@ async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret
         let mut make = MakeRustlsConnect::new(tls.clone());
         let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
             .unwrap_or_else(|never| match never {});
-        let (client, connection) = pg.connect_raw(stream, connector).await.map_err(|e| classify(e, config, true))?;
+        // Inside TLS every message header is checked, so bytes that are not PostgreSQL fail at once.
+        let desync = Desync::default();
+        let checked = CheckedConnect { tls: connector, desync: desync.clone() };
+        let (client, connection) = pg.connect_raw(stream, checked).await.map_err(|e| match desync.violation() {
+            Some(v) => Error::Protocol { detail: v.to_string() },
+            None => classify(e, config, true),
+        })?;
         let timings = Timings { dial: dialled - started, handshake: dialled.elapsed(), ..Default::default() };
         let (driver, task) = crate::driver::Driver::start(async move {
             let _ = connection.await;
         });
-        Ok(Session { client, driver, task, timings })
+        Ok(Session { client, driver, task, timings, desync })
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `tls`      rustls client configuration per sslmode, ALPN `postgresql`
 //! - `token`    DSQL IAM tokens: minted with AWS's signer, static ones checked before use
 //! - `connect`  dial → TLS → startup/auth, under one timeout
+//! - `framing`  the server's message headers checked inside TLS: garbage fails at once
 //! - `query`    one round trip per query, statement cache, columnar chunks
 //! - `value`    PostgreSQL binary values → columnar buffers for JavaScript
 //! - `napi`     the JavaScript surface (generated typings: `binding.d.ts`)
@@ -21,9 +22,13 @@ pub mod connect;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
+pub mod framing;
 pub mod query;
 pub mod tls;
 pub mod token;
 pub mod value;
 
 pub mod napi;
+
+#[cfg(test)]
+mod testing;

@@ -5,6 +5,7 @@
 //! trip; later runs bind the cached statement.
 
 use crate::error::Error;
+use crate::framing::Desync;
 use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder, Kind};
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
@@ -19,6 +20,12 @@ pub const CHUNK_ROWS: usize = 8192;
 pub const CHUNK_BYTES: usize = 8 << 20;
 /// Prepared statements kept per connection.
 pub const STATEMENT_CACHE_SIZE: usize = 256;
+/// Longer texts are prepared every time rather than kept (as the cache's key) until evicted.
+pub const STATEMENT_CACHE_MAX_SQL: usize = 64 << 10;
+/// SQL text the cache of one connection keeps at most, all entries together.
+pub const STATEMENT_CACHE_BYTES: usize = 4 << 20;
+/// The extended protocol counts parameters in 16 bits.
+pub const MAX_PARAMS: usize = u16::MAX as usize;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
@@ -109,11 +116,13 @@ impl Prepared {
     }
 }
 
-/// Prepared statements of one connection, oldest evicted first.
+/// Prepared statements of one connection, oldest evicted first, bounded in count and in the
+/// bytes of SQL text they keep (one shared copy per text).
 #[derive(Default)]
 pub struct StatementCache {
-    map: HashMap<String, Arc<Prepared>>,
-    order: VecDeque<String>,
+    map: HashMap<Arc<str>, Arc<Prepared>>,
+    order: VecDeque<Arc<str>>,
+    bytes: usize,
     /// Ids of statements dropped since [`StatementCache::take_forgotten`] was last called.
     forgotten: Vec<u32>,
 }
@@ -123,21 +132,31 @@ impl StatementCache {
         self.map.get(sql).cloned()
     }
     fn insert(&mut self, sql: &str, stmt: Arc<Prepared>) {
-        if self.map.insert(sql.to_string(), stmt).is_none() {
-            self.order.push_back(sql.to_string());
-            while self.order.len() > STATEMENT_CACHE_SIZE {
-                if let Some(old) = self.order.pop_front() {
-                    if let Some(p) = self.map.remove(&old) {
-                        self.forgotten.push(p.id);
-                    }
-                }
+        if sql.len() > STATEMENT_CACHE_MAX_SQL {
+            return;
+        }
+        if let Some(kept) = self.map.get_mut(sql) {
+            self.forgotten.push(kept.id);
+            *kept = stmt;
+            return;
+        }
+        let key: Arc<str> = Arc::from(sql);
+        self.bytes += key.len();
+        self.map.insert(key.clone(), stmt);
+        self.order.push_back(key);
+        while self.order.len() > STATEMENT_CACHE_SIZE || self.bytes > STATEMENT_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else { break };
+            self.bytes -= old.len();
+            if let Some(p) = self.map.remove(&old) {
+                self.forgotten.push(p.id);
             }
         }
     }
     fn remove(&mut self, sql: &str) {
         if let Some(p) = self.map.remove(sql) {
             self.forgotten.push(p.id);
-            self.order.retain(|s| s != sql);
+            self.order.retain(|s| &**s != sql);
+            self.bytes -= sql.len();
         }
     }
     /// Statements dropped from the cache since the last call: no result started after this
@@ -155,6 +174,8 @@ pub struct Conn {
     /// Where and how to send a CancelRequest: through the same tunnel, with the same TLS name.
     pub config: Arc<crate::config::Config>,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Why the connection's reader gave up on the server's bytes, if it did.
+    pub desync: Desync,
 }
 
 impl Conn {
@@ -164,7 +185,12 @@ impl Conn {
         tls: Arc<rustls::ClientConfig>,
         decode: DecodeOptions,
     ) -> Conn {
-        Conn { client, statements: Default::default(), decode, config, tls }
+        Conn { client, statements: Default::default(), decode, config, tls, desync: Desync::default() }
+    }
+
+    /// Reports queries that fail because the server's bytes broke framing as `PROTOCOL_ERROR`.
+    pub fn watching(self, desync: Desync) -> Conn {
+        Conn { desync, ..self }
     }
 
     /// Asks the server to cancel what this connection is running.
@@ -197,9 +223,37 @@ fn fields(columns: &[Column]) -> Vec<Field> {
         .collect()
 }
 
+/// What the client cannot put on the wire, refused before anything is sent (tokio-postgres would
+/// fail while encoding, which reads as the server's fault): the connection stays usable.
+pub fn check_sendable(sql: &str, params: &[Option<String>]) -> Result<(), Error> {
+    if sql.contains('\0') {
+        return Err(Error::InvalidArgument {
+            detail: "the query text has a NUL character (\\u0000), which PostgreSQL text cannot hold: pass such \
+                     data as a parameter (bytea)"
+                .into(),
+        });
+    }
+    if params.len() > MAX_PARAMS {
+        return Err(Error::InvalidArgument {
+            detail: format!(
+                "{} parameters were given; the PostgreSQL protocol allows at most {MAX_PARAMS} per query: \
+                 split the statement or pass an array as one parameter",
+                params.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
 pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+    check_sendable(&sql, &params)?;
+    let desync = conn.desync.clone();
+    run_sendable(conn, sql, params).await.map_err(|e| desync.explain(e))
+}
+
+async fn run_sendable(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
     if conn.client.is_closed() {
         return Err(Error::ConnectionLost {
             detail: "the connection had already closed; the query was not sent".into(),
@@ -244,6 +298,7 @@ pub struct Rest {
     rows: std::pin::Pin<Box<RowStream>>,
     builder: ChunkBuilder,
     prepared: Arc<Prepared>,
+    desync: Desync,
 }
 
 /// The start of one statement's result: all of it (`rest` is `None`, `row_count` set), or its
@@ -263,10 +318,20 @@ pub async fn first_rows(
     params: Vec<Option<String>>,
     rows_per_batch: usize,
 ) -> Result<FirstRows, Error> {
+    check_sendable(&sql, &params)?;
+    first_rows_sendable(conn, sql, params, rows_per_batch).await.map_err(|e| conn.desync.explain(e))
+}
+
+async fn first_rows_sendable(
+    conn: &Conn,
+    sql: String,
+    params: Vec<Option<String>>,
+    rows_per_batch: usize,
+) -> Result<FirstRows, Error> {
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
     let (rows, prepared) = start(conn, &sql, &params, cached).await?;
     let builder = ChunkBuilder::new(prepared.statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
-    let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone() };
+    let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone(), desync: conn.desync.clone() };
     Ok(match rest.next_batch().await? {
         (chunk, None) => FirstRows { prepared, chunk, row_count: None, rest: Some(rest) },
         (chunk, Some((_, row_count))) => FirstRows { prepared, chunk, row_count, rest: None },
@@ -292,7 +357,8 @@ impl Rest {
     /// The next full chunk (and `None`), or the last one (possibly empty) with how it ended.
     async fn next_batch(&mut self) -> Result<(Option<Chunk>, Done), Error> {
         while let Some(row) = self.rows.next().await {
-            if let Some(chunk) = self.builder.push(&row.map_err(query_error)?)? {
+            let row = row.map_err(|e| self.desync.explain(query_error(e)))?;
+            if let Some(chunk) = self.builder.push(&row)? {
                 return Ok((Some(chunk), None));
             }
         }
@@ -646,20 +712,26 @@ pub fn scan(sql: &str) -> Scan<'_> {
             }
             b';' if atomic == 0 => {
                 if code {
-                    out.statements.push(sql[start..i].trim());
+                    out.statements.push(sql[start..i].trim_matches(is_sql_space));
                 }
                 start = i + 1;
                 code = false;
             }
-            c if !c.is_ascii_whitespace() => code = true,
+            c if !is_sql_space(c as char) => code = true,
             _ => {}
         }
         i += 1;
     }
     if code && start < sql.len() {
-        out.statements.push(sql[start..].trim());
+        out.statements.push(sql[start..].trim_matches(is_sql_space));
     }
     out
+}
+
+/// Whitespace as PostgreSQL's scanner knows it. Anything else, U+00A0 included, is part of a
+/// token (an identifier character), so trimming it (as `str::trim` does) could leave a statement empty.
+fn is_sql_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
 /// The first word of a statement's command tag, as node-postgres reports it (`SELECT`,
@@ -790,10 +862,135 @@ mod tests {
     }
 
     #[test]
+    fn what_cannot_be_encoded_is_refused_before_sending() {
+        assert_eq!(check_sendable("select 'a\0'", &[]).unwrap_err().code(), "INVALID_ARGUMENT");
+        assert!(check_sendable("select $1", &vec![None; MAX_PARAMS]).is_ok());
+        assert_eq!(check_sendable("select 1", &vec![None; MAX_PARAMS + 1]).unwrap_err().code(), "INVALID_ARGUMENT");
+    }
+
+    #[test]
+    fn only_sql_whitespace_is_trimmed() {
+        assert_eq!(split_statements("select 1;\x0b\x0c\r\n\t "), vec!["select 1"]);
+        assert_eq!(split_statements("select 1;\u{a0}"), vec!["select 1", "\u{a0}"]);
+    }
+
+    #[test]
     fn cache_evicts_oldest() {
         let mut c = StatementCache::default();
         assert!(c.get("x").is_none());
         c.remove("x");
         assert_eq!(c.order.len(), 0);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    // Property tests for the SQL scanner (statement splitting, `$n` counting) and `command_of`:
+    // arbitrary text never panics, and the pieces always come from the input.
+
+    use super::{command_of, scan};
+    use crate::testing::cases;
+    use proptest::prelude::*;
+
+    /// SQL-ish soup: the lexer's special characters and words in every order.
+    fn sqlish() -> impl Strategy<Value = String> {
+        const PIECES: &[&str] = &[
+            "'",
+            "''",
+            "\"",
+            "E'",
+            "e'\\'",
+            "\\",
+            "$",
+            "$$",
+            "$tag$",
+            "$1",
+            "$99999999999999999999999",
+            "$0",
+            "--",
+            "\n",
+            "/*",
+            "*/",
+            ";",
+            " ",
+            "(",
+            ")",
+            "begin",
+            "atomic",
+            "case",
+            "end",
+            "select",
+            "with",
+            "insert",
+            "create",
+            "table",
+            "as",
+            "values",
+            "é",
+            "😀",
+            "\u{0}",
+            "x",
+        ];
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..40).prop_map(|v| v.concat())
+    }
+
+    fn check(sql: &str) -> Result<(), TestCaseError> {
+        let s = scan(sql);
+        let range = sql.as_ptr() as usize..sql.as_ptr() as usize + sql.len() + 1;
+        for st in &s.statements {
+            prop_assert!(!st.is_empty(), "empty statement from {sql:?}");
+            prop_assert!(range.contains(&(st.as_ptr() as usize)), "statement not a slice of the input");
+            prop_assert_eq!(st.trim_matches(super::is_sql_space), *st);
+        }
+        prop_assert!(s.statements.len() <= sql.matches(';').count() + 1);
+        if let Some(c) = command_of(sql) {
+            prop_assert!(
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "command {c:?}"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases(4000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(s in any::<String>()) {
+            check(&s)?;
+        }
+
+        #[test]
+        fn sql_like_text_never_panics(s in sqlish()) {
+            check(&s)?;
+        }
+    }
+
+    #[test]
+    fn pathological_inputs_finish_quickly() {
+        let started = std::time::Instant::now();
+        for sql in [
+            "/*".repeat(200_000),
+            "$".repeat(400_000),
+            "$a".repeat(200_000),
+            "'".repeat(400_000),
+            "E'\\".repeat(100_000),
+            format!("select {}", "(".repeat(300_000)),
+            "begin atomic case ".repeat(50_000),
+            format!("{}1", "$".repeat(100_000)),
+        ] {
+            check(&sql).unwrap();
+        }
+        assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+    }
+
+    /// PostgreSQL reads U+00A0 (and other non-ASCII spaces) as identifier characters, and the scanner
+    /// counts them as code: trimming them away with Unicode rules must not leave an empty statement
+    /// (which also turns `select 1;\u{a0}` into "several statements").
+    #[test]
+    fn non_ascii_spaces_never_make_an_empty_statement() {
+        for sql in ["\u{a0}", "select 1;\u{a0}", "select 1;\u{2003}"] {
+            check(sql).unwrap();
+        }
     }
 }

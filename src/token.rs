@@ -499,3 +499,141 @@ mod tests {
         assert_eq!(action_for("reader"), "DbConnect");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    // Property tests for DSQL token decoding: arbitrary strings and near-valid tokens never panic,
+    // and every token the signer writes decodes back to what it was signed with.
+
+    use super::{decode, TokenRequest};
+    use crate::config::{resolve, Inputs, Secret};
+    use crate::testing::cases;
+    use crate::token;
+    use proptest::prelude::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const PARAMS: &[&str] = &[
+        "Action",
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-Security-Token",
+        "X-Amz-Signature",
+        "X-Amz-SignedHeaders",
+    ];
+
+    fn param_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("DbConnectAdmin".to_string()),
+            Just("DbConnect".to_string()),
+            Just("AKIDEXAMPLE%2F20240101%2Fus-east-1%2Fdsql%2Faws4_request".to_string()),
+            Just("AKID%2F%2F".to_string()),
+            Just("20240101T000000Z".to_string()),
+            Just("99991399T256199Z".to_string()),
+            Just("20240101T00000".to_string()),
+            Just("2024010１T000000Z".to_string()),
+            Just("18446744073709551615".to_string()),
+            Just("18446744073709551616".to_string()),
+            Just("-1".to_string()),
+            Just("%".to_string()),
+            Just("%e9".to_string()),
+            Just("%c3".to_string()),
+            "[0-9a-f]{0,64}",
+            "\\PC{0,12}",
+        ]
+    }
+
+    fn near_valid_token() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just(String::new()), Just("https://".to_string()), Just(" ".to_string())],
+            prop_oneof![Just("abc.dsql-fnh4.us-east-1.on.aws".to_string()), "\\PC{0,20}"],
+            proptest::collection::vec(
+                (
+                    prop_oneof![proptest::sample::select(PARAMS).prop_map(str::to_string), "\\PC{0,8}"],
+                    param_value(),
+                    any::<bool>(),
+                ),
+                0..12,
+            ),
+        )
+            .prop_map(|(scheme, host, pairs)| {
+                let query: Vec<String> = pairs
+                    .into_iter()
+                    .map(|(k, v, eq)| if eq { format!("{k}={v}") } else { format!("{k}{v}") })
+                    .collect();
+                format!("{scheme}{host}/?{}", query.join("&"))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(cases(2000))]
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in any::<String>()) {
+            let _ = decode(&s);
+        }
+
+        #[test]
+        fn near_valid_tokens_never_panic(s in near_valid_token()) {
+            if let Some(c) = decode(&s) {
+                // Decoding never invents an expiry before the signing time.
+                prop_assert!(c.expires_at() >= c.signed_at);
+                prop_assert!(c.action.starts_with("DbConnect"));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(200))]
+
+        /// Whatever the signer writes, the decoder reads back: host, action, region, key and times.
+        #[test]
+        fn signed_tokens_decode_to_their_claims(
+            id in "[a-z0-9]{1,26}",
+            region in "[a-z]{2}-[a-z]{4,9}-[1-9]",
+            admin in any::<bool>(),
+            expires in 1u64..=604_800,
+            signed_at in 946_684_800u64..4_102_444_800,
+            key in "AKIA[A-Z2-7]{16}",
+            secret in "[A-Za-z0-9/+]{40}",
+            session in proptest::option::of("[A-Za-z0-9/+=]{20,200}"),
+        ) {
+            let host = format!("{id}.dsql-fnh4.{region}.on.aws");
+            let action = if admin { "DbConnectAdmin" } else { "DbConnect" };
+            let req = TokenRequest {
+                host: host.clone(),
+                region: region.clone(),
+                action,
+                expires_in: Duration::from_secs(expires),
+                signed_at: UNIX_EPOCH + Duration::from_secs(signed_at),
+            };
+            let creds = token::static_credentials(&key, &secret, session.as_deref());
+            let t = token::sign(&req, &creds).expect("sign");
+            let c = decode(t.expose()).expect("a token the signer wrote decodes");
+            prop_assert_eq!(c.host, host);
+            prop_assert_eq!(c.action, action);
+            prop_assert_eq!(c.region, region);
+            prop_assert_eq!(c.access_key_id, key);
+            prop_assert_eq!(c.signed_at, signed_at);
+            prop_assert_eq!(c.expires_in, expires);
+            // The secret key never travels; only its signature does.
+            prop_assert!(!t.expose().contains(&secret));
+            let shown = format!("{:?}", t);
+            prop_assert!(!shown.contains(t.expose()));
+        }
+
+        /// Checking a static token against a configuration never panics, whatever the token says.
+        #[test]
+        fn static_token_checks_never_panic(s in near_valid_token(), user in prop_oneof![Just("admin"), Just("reader")], now in any::<u64>()) {
+            let inputs = Inputs {
+                options: [("host", "abc.dsql-fnh4.us-east-1.on.aws"), ("user", user)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Default::default()
+            };
+            let config = resolve(&inputs).expect("valid config");
+            if let Err(e) = token::check_static(&Secret::new(s.clone()), &config, Some("us-east-1"), Some(now)) {
+                prop_assert!(!e.to_string().contains("X-Amz-Signature="), "token in message: {e}");
+            }
+        }
+    }
+}

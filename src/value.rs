@@ -661,7 +661,8 @@ pub fn text_to_wire(d: &Decoder, text: &str) -> Result<Vec<u8>, Error> {
 }
 
 /// PostgreSQL's ISO timestamp output → microseconds since 2000-01-01 UTC (a `timestamp` without
-/// zone is taken as UTC wall-clock time, as its binary form is).
+/// zone is taken as UTC wall-clock time, as its binary form is). `None` for anything PostgreSQL
+/// does not print, fields out of range included: the arithmetic is checked, never wraps.
 fn parse_timestamp_us(text: &str) -> Option<i64> {
     match text {
         "infinity" => return Some(i64::MAX),
@@ -672,41 +673,44 @@ fn parse_timestamp_us(text: &str) -> Option<i64> {
         Some(t) => (t, true),
         None => (text, false),
     };
+    let within = |v: i64, lo: i64, hi: i64| (lo..=hi).contains(&v).then_some(v);
     let (date, rest) = text.split_once(' ')?;
     let mut ymd = date.splitn(3, '-');
     let year: i64 = ymd.next()?.parse().ok()?;
-    let (month, day): (i64, i64) = (ymd.next()?.parse().ok()?, ymd.next()?.parse().ok()?);
-    let year = if bc { 1 - year } else { year };
+    let month = within(ymd.next()?.parse().ok()?, 1, 12)?;
+    let day = within(ymd.next()?.parse().ok()?, 1, 31)?;
+    let year = if bc { 1i64.checked_sub(year)? } else { year };
     let zone_at = rest.find(['+', '-']);
     let (clock, zone) = match zone_at {
         Some(i) => (&rest[..i], Some(&rest[i..])),
         None => (rest, None),
     };
     let mut hms = clock.splitn(3, ':');
-    let (h, m): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+    let h = within(hms.next()?.parse().ok()?, 0, 24)?;
+    let m = within(hms.next()?.parse().ok()?, 0, 59)?;
     let sec = hms.next()?;
     let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
-    let s: i64 = whole.parse().ok()?;
+    let s = within(whole.parse().ok()?, 0, 60)?;
     let micros: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").get(..6)?.parse().ok()? };
     let offset_secs = match zone {
         None => 0,
         Some(z) => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
             let mut parts = z[1..].split(':').map(|p| p.parse::<i64>().ok());
-            let hh = parts.next()??;
-            let mm = parts.next().flatten().unwrap_or(0);
-            let ss = parts.next().flatten().unwrap_or(0);
+            let hh = within(parts.next()??, 0, 99)?;
+            let mm = within(parts.next().flatten().unwrap_or(0), 0, 59)?;
+            let ss = within(parts.next().flatten().unwrap_or(0), 0, 59)?;
             sign * (hh * 3600 + mm * 60 + ss)
         }
     };
     // Days from civil (proleptic Gregorian), 1970-01-01 = 0.
-    let y = if month <= 2 { year - 1 } else { year };
+    let y = if month <= 2 { year.checked_sub(1)? } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let unix_secs = days * 86_400 + h * 3600 + m * 60 + s - offset_secs;
-    Some((unix_secs - 946_684_800) * 1_000_000 + micros)
+    let days = era.checked_mul(146_097)?.checked_add(yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)?;
+    let unix_secs = days.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + s - offset_secs)?;
+    unix_secs.checked_sub(946_684_800)?.checked_mul(1_000_000)?.checked_add(micros)
 }
 
 /// One finished column of a chunk. Only the buffers its kind uses are filled.
@@ -899,6 +903,13 @@ mod tests {
         assert_eq!(us("1970-01-01 00:00:00-01"), (3600 - 946_684_800) * 1_000_000);
         assert_eq!(us("infinity"), i64::MAX);
         assert!(parse_timestamp_us("yesterday").is_none());
+        // PostgreSQL's range ends in 294276 AD; its extremes still fit, anything past is refused.
+        assert_eq!(us("294276-12-31 23:59:59.999999"), 9_223_371_331_199_999_999);
+        assert_eq!(us("4714-11-24 00:00:00+00 BC"), -211_813_488_000_000_000);
+        for t in ["0-0-0 0:100000000000:0", "9223372036854775807-01-01 00:00:00", "1-01-01 00:00:00 BC+99999999999"] {
+            assert_eq!(text_to_wire(&Decoder::Timestamp, t).unwrap_err().code(), "PROTOCOL_ERROR", "{t}");
+        }
+        assert!(parse_timestamp_us("-9223372036854775808-01-01 00:00:00 BC").is_none());
         assert_eq!(text_to_wire(&Decoder::Bytea, "\\x01ff").unwrap(), vec![1, 255]);
         assert_eq!(text_to_wire(&Decoder::Float8, "NaN").unwrap(), f64::NAN.to_be_bytes().to_vec());
         assert_eq!(text_decoder(&Decoder::Int4), Decoder::Float8);
@@ -963,5 +974,301 @@ mod tests {
         assert_eq!(out, "[]");
         let deep: Vec<(i32, i32)> = (0..100_000).map(|_| (1, 1)).collect();
         assert!(write_array_json(&mut String::new(), &d, &int_array_header(&deep), &mut String::new()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    // Property tests for the value decoders: every `Decoder` variant fed arbitrary bytes (what a
+    // broken or hostile server could send in a DataRow) never panics, never hangs, and keeps the
+    // column's buffers consistent; arrays with crafted headers stay bounded in time and output.
+
+    use super::{ColumnBuilder, Decoder, Kind};
+    use crate::testing::cases;
+    use crate::value;
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    /// Every scalar variant. The match has no wildcard, so a new variant fails to compile here
+    /// until it is added to the fuzzing.
+    fn scalar_decoders() -> Vec<Decoder> {
+        let all = vec![
+            Decoder::Bool,
+            Decoder::Int2,
+            Decoder::Int4,
+            Decoder::Oid,
+            Decoder::Int8Text,
+            Decoder::Int8Big,
+            Decoder::Float4,
+            Decoder::Float8,
+            Decoder::Numeric,
+            Decoder::Utf8,
+            Decoder::Char,
+            Decoder::Uuid,
+            Decoder::Json,
+            Decoder::Jsonb,
+            Decoder::Bytea,
+            Decoder::Timestamptz,
+            Decoder::Timestamp,
+            Decoder::Date,
+            Decoder::Time,
+            Decoder::Timetz,
+            Decoder::Interval,
+            Decoder::Inet,
+            Decoder::Macaddr,
+            Decoder::Bit,
+            Decoder::Money,
+            Decoder::Point,
+            Decoder::Lseg,
+            Decoder::Box,
+            Decoder::Line,
+            Decoder::Circle,
+            Decoder::Lsn,
+            Decoder::Tid,
+            Decoder::Xid8,
+            Decoder::Fallback,
+        ];
+        for d in &all {
+            match d {
+                Decoder::Bool
+                | Decoder::Int2
+                | Decoder::Int4
+                | Decoder::Oid
+                | Decoder::Int8Text
+                | Decoder::Int8Big
+                | Decoder::Float4
+                | Decoder::Float8
+                | Decoder::Numeric
+                | Decoder::Utf8
+                | Decoder::Char
+                | Decoder::Uuid
+                | Decoder::Json
+                | Decoder::Jsonb
+                | Decoder::Bytea
+                | Decoder::Timestamptz
+                | Decoder::Timestamp
+                | Decoder::Date
+                | Decoder::Time
+                | Decoder::Timetz
+                | Decoder::Interval
+                | Decoder::Inet
+                | Decoder::Macaddr
+                | Decoder::Bit
+                | Decoder::Money
+                | Decoder::Point
+                | Decoder::Lseg
+                | Decoder::Box
+                | Decoder::Line
+                | Decoder::Circle
+                | Decoder::Lsn
+                | Decoder::Tid
+                | Decoder::Xid8
+                | Decoder::Fallback => {}
+                Decoder::Array(_) => unreachable!(),
+            }
+        }
+        all
+    }
+
+    /// Scalars, their arrays, and arrays of arrays.
+    fn decoder() -> impl Strategy<Value = Decoder> {
+        let scalars = scalar_decoders();
+        let scalar = proptest::sample::select(scalars);
+        prop_oneof![
+            4 => scalar.clone(),
+            3 => scalar.clone().prop_map(|d| Decoder::Array(Box::new(d))),
+            1 => scalar.prop_map(|d| Decoder::Array(Box::new(Decoder::Array(Box::new(d))))),
+        ]
+    }
+
+    /// Raw values: random bytes, the right sizes, and special patterns.
+    fn raw() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..48),
+            proptest::collection::vec(any::<u8>(), 0..600),
+            prop_oneof![Just(1usize), Just(2), Just(4), Just(6), Just(8), Just(12), Just(16), Just(24), Just(32)]
+                .prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n)),
+            prop_oneof![Just(1usize), Just(2), Just(4), Just(8), Just(12), Just(16)].prop_flat_map(|n| prop_oneof![
+                Just(vec![0xff; n]),
+                Just(vec![0x80; n]),
+                Just(vec![0x7f; n]),
+                Just(vec![0; n])
+            ]),
+            "\\PC{0,40}".prop_map(String::into_bytes),
+        ]
+    }
+
+    /// A binary array header (ndim, flags, element oid, dims) followed by element bytes, the way
+    /// PostgreSQL writes them, with each field free to be absurd. Also returns the claimed dimensions.
+    fn crafted_array() -> impl Strategy<Value = (Vec<u8>, Vec<i32>)> {
+        let dim = prop_oneof![4 => 0i32..4, 1 => Just(-1), 1 => Just(65_536), 1 => Just(1_000), 2 => 0i32..100];
+        (
+            prop_oneof![0i32..7, Just(-1), Just(7), Just(100)],
+            any::<i32>(),
+            proptest::collection::vec((dim, any::<i32>()), 0..7),
+            proptest::collection::vec(prop_oneof![Just(-1i32), 0i32..10, Just(i32::MAX), Just(i32::MIN)], 0..12),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(ndim, flags, dims, lens, tail)| {
+                let mut b = Vec::new();
+                b.extend_from_slice(&ndim.to_be_bytes());
+                b.extend_from_slice(&flags.to_be_bytes());
+                b.extend_from_slice(&23i32.to_be_bytes());
+                for (len, lower) in &dims {
+                    b.extend_from_slice(&len.to_be_bytes());
+                    b.extend_from_slice(&lower.to_be_bytes());
+                }
+                let mut tail = tail.into_iter();
+                for len in lens {
+                    b.extend_from_slice(&len.to_be_bytes());
+                    for _ in 0..len.clamp(0, 8) {
+                        b.push(tail.next().unwrap_or(0));
+                    }
+                }
+                (b, dims.into_iter().map(|(len, _)| len).collect())
+            })
+    }
+
+    /// Loop iterations a naive decoder spends on the claimed dimensions (sum of the products of
+    /// their prefixes), to keep generated cases from running for minutes.
+    fn claimed_work(dims: &[i32]) -> f64 {
+        let (mut product, mut sum) = (1f64, 0f64);
+        for &d in dims {
+            product *= d.max(0) as f64;
+            sum += product;
+        }
+        sum
+    }
+
+    /// Bytes of output a value may produce per byte of input, plus a constant: numeric's weight
+    /// and scale fields legitimately expand 8 bytes into ~160 KiB of digits.
+    const AMPLIFICATION: usize = 64;
+    const AMPLIFICATION_SLACK: usize = 256 << 10;
+
+    /// Pushes every value into a column and checks the column stays consistent.
+    fn feed(d: &Decoder, values: &[Option<Vec<u8>>]) -> Result<(), TestCaseError> {
+        let mut b = ColumnBuilder::new(d.clone());
+        let mut pushed = 0usize;
+        let mut input = 0usize;
+        let started = Instant::now();
+        for v in values {
+            input += v.as_ref().map_or(0, Vec::len);
+            if b.push(v.as_deref()).is_ok() {
+                pushed += 1;
+            } else {
+                // After an error the query fails as a whole and the builder is dropped.
+                return Ok(());
+            }
+        }
+        prop_assert!(started.elapsed() < Duration::from_secs(2), "{d:?} took {:?}", started.elapsed());
+        prop_assert!(
+            b.size() <= AMPLIFICATION * input + AMPLIFICATION_SLACK,
+            "{d:?}: {} bytes out of {input}",
+            b.size()
+        );
+        let chunk = b.take();
+        prop_assert_eq!(chunk.kind, Some(d.kind()));
+        if let Some(n) = &chunk.nulls {
+            prop_assert_eq!(n.len(), pushed);
+        }
+        match d.kind() {
+            Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
+                prop_assert_eq!(chunk.numbers.len(), pushed)
+            }
+            Kind::BigInt => prop_assert_eq!(chunk.bigints.len(), pushed),
+            Kind::Bytes => {
+                prop_assert_eq!(chunk.offsets.len(), pushed + 1);
+                prop_assert_eq!(*chunk.offsets.last().unwrap() as usize, chunk.bytes.len());
+            }
+            Kind::Text | Kind::Json | Kind::Array => {
+                prop_assert_eq!(chunk.offsets.len(), pushed + 1);
+                // Offsets are UTF-16 positions: JavaScript slices the column's one string with them.
+                prop_assert_eq!(*chunk.offsets.last().unwrap() as usize, chunk.text.encode_utf16().count());
+                prop_assert!(chunk.offsets.windows(2).all(|w| w[0] <= w[1]));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases(3000))]
+
+        #[test]
+        fn any_bytes_into_any_decoder(d in decoder(), values in proptest::collection::vec(proptest::option::weighted(0.9, raw()), 1..6)) {
+            feed(&d, &values)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(1500))]
+
+        #[test]
+        fn crafted_arrays(elem in proptest::sample::select(scalar_decoders()), nested in any::<bool>(), (a, dims) in crafted_array()) {
+            prop_assume!(claimed_work(&dims) <= 4e6);
+            let d = if nested { Decoder::Array(Box::new(Decoder::Array(Box::new(elem)))) } else { Decoder::Array(Box::new(elem)) };
+            feed(&d, &[Some(a)])?;
+        }
+
+        /// Text-format values (the simple protocol) into the decoders they are built with.
+        #[test]
+        fn text_format_values(d in decoder(), text in prop_oneof![
+            any::<String>(),
+            "-?[0-9]{1,25}(\\.[0-9]{0,8})?",
+            "\\\\x[0-9a-fA-F]{0,9}",
+            "(in|-in)finity",
+            // Timestamps, with years and clock fields far outside what PostgreSQL prints.
+            "-?[0-9]{1,20}-[0-9]{1,20}-[0-9]{1,20} [0-9]{1,20}:[0-9]{1,20}:[0-9]{1,20}(\\.[0-9]{0,9})?([+-][0-9]{1,20}(:[0-9]{1,20}){0,2})?( BC)?",
+        ]) {
+            let td = value::text_decoder(&d);
+            if let Ok(raw) = value::text_to_wire(&td, &text) {
+                feed(&td, &[Some(raw)])?;
+            }
+        }
+    }
+
+    /// An array header may claim a huge outer dimension over an empty inner one: there are no
+    /// elements, so nothing bounds the loop but the claim. 28 bytes must not become megabytes of
+    /// output (or, with i32::MAX, gigabytes and minutes).
+    #[test]
+    fn an_array_header_cannot_amplify_into_a_huge_output() {
+        let mut raw = Vec::new();
+        for v in [2i32, 0, 23, 10_000_000, 1, 0, 1] {
+            raw.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut b = ColumnBuilder::new(Decoder::Array(Box::new(Decoder::Int4)));
+        let started = Instant::now();
+        let r = b.push(Some(&raw));
+        let out = b.size();
+        assert!(
+            r.is_err() || out <= AMPLIFICATION * raw.len() + AMPLIFICATION_SLACK,
+            "{} bytes of input became {out} bytes of output in {:?}",
+            raw.len(),
+            started.elapsed()
+        );
+    }
+
+    /// PostgreSQL arrays have at most 6 dimensions; a header claiming thousands (each of length 1)
+    /// must be refused, not decoded by recursion deep enough to overflow a thread's stack (which
+    /// aborts the process: no panic handler can catch it). Runs on a thread with tokio's default
+    /// worker stack size, where the addon decodes.
+    #[test]
+    fn an_array_with_absurdly_many_dimensions_is_refused_without_deep_recursion() {
+        let dims: i32 = 100_000;
+        let mut raw = Vec::new();
+        for v in [dims, 0, 23] {
+            raw.extend_from_slice(&v.to_be_bytes());
+        }
+        for _ in 0..dims {
+            raw.extend_from_slice(&1i32.to_be_bytes());
+            raw.extend_from_slice(&1i32.to_be_bytes());
+        }
+        raw.extend_from_slice(&4i32.to_be_bytes());
+        raw.extend_from_slice(&7i32.to_be_bytes());
+        let worker = std::thread::Builder::new().stack_size(2 << 20).spawn(move || {
+            let mut b = ColumnBuilder::new(Decoder::Array(Box::new(Decoder::Int4)));
+            b.push(Some(&raw)).is_err()
+        });
+        let refused = worker.expect("spawn").join().expect("no panic");
+        assert!(refused, "an array with {dims} dimensions was accepted");
     }
 }

@@ -444,7 +444,7 @@ async fn open(
     let tls = tls::client_config(&config)?;
     let session = connect::connect(&config, &tls, credentials.as_ref()).await?;
     let info = ConnectInfo::new(&config, &session.timings);
-    let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode));
+    let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode).watching(session.desync));
     let (closed, _) = watch::channel(false);
     Ok((Open { conn, driver: session.driver, task: session.task, closed }, info))
 }

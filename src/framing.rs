@@ -1,0 +1,319 @@
+//! Backend message framing, checked as bytes arrive: a type byte and a big-endian length per
+//! message, as libpq checks them.
+//!
+//! tokio-postgres trusts the length it reads and waits for that many bytes, so garbage (an HTTP
+//! page: `H` + `TTP/` reads as 1.4 GB) or an absurd length from whatever answers at the other end
+//! of the tunnel would hold a connect until its timeout and a query forever. [`Checked`] sits
+//! between TLS and tokio-postgres, walks the frames without copying (only the 5-byte headers are
+//! looked at; bodies are skipped by count) and fails the read as soon as a header cannot be
+//! PostgreSQL's. [`Desync`] keeps the reason, because the queries of a connection only see
+//! "connection closed" when its reader fails.
+
+use crate::error::Error;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
+
+/// libpq's bound for messages that are never long (`VALID_LONG_MESSAGE_TYPE` in fe-protocol3.c).
+pub const SHORT_MESSAGE_MAX: u32 = 30_000;
+/// No message may announce more: PostgreSQL's own limit for a single allocation.
+pub const MESSAGE_MAX: u32 = 1 << 30;
+
+/// The largest length (type byte excluded, length field included) a backend message of type
+/// `t` may announce; `None` when `t` is not a backend message type at all.
+pub fn max_length(t: u8) -> Option<u32> {
+    match t {
+        // DataRow, RowDescription, CopyData, ErrorResponse, NoticeResponse, NotificationResponse,
+        // FunctionCallResponse (as libpq), and ParameterDescription: 65,535 parameters take 262 KB.
+        b'D' | b'T' | b'd' | b'E' | b'N' | b'A' | b'V' | b't' => Some(MESSAGE_MAX),
+        // Authentication, BackendKeyData, BindComplete, CloseComplete, CommandComplete, CopyDone,
+        // CopyIn/Out/BothResponse, EmptyQueryResponse, NegotiateProtocolVersion, NoData,
+        // ParameterStatus, ParseComplete, PortalSuspended, ReadyForQuery.
+        b'R' | b'K' | b'2' | b'3' | b'C' | b'c' | b'G' | b'H' | b'W' | b'I' | b'v' | b'n' | b'S' | b'1' | b's'
+        | b'Z' => Some(SHORT_MESSAGE_MAX),
+        _ => None,
+    }
+}
+
+/// What was wrong with the bytes: a type byte that names no message, or a length out of bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation {
+    pub type_byte: u8,
+    /// `None` when the type byte alone was wrong.
+    pub length: Option<u32>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.type_byte;
+        let shown = if t.is_ascii_graphic() { format!("0x{t:02x} '{}'", t as char) } else { format!("0x{t:02x}") };
+        match (self.length, max_length(t)) {
+            (Some(n), Some(max)) if n >= 4 => write!(
+                f,
+                "the server, or something between it and the tunnel, sent bytes that are not PostgreSQL \
+                 protocol (message type {shown} announcing {n} bytes, at most {max} allowed); the connection \
+                 lost synchronization and was closed. Check that the tunnel forwards to the cluster's endpoint"
+            ),
+            (Some(n), _) => write!(
+                f,
+                "the server, or something between it and the tunnel, sent bytes that are not PostgreSQL \
+                 protocol (message type {shown} with length {n}, below the minimum of 4); the connection lost \
+                 synchronization and was closed. Check that the tunnel forwards to the cluster's endpoint"
+            ),
+            (None, _) => write!(
+                f,
+                "the server, or something between it and the tunnel, sent bytes that are not PostgreSQL \
+                 protocol ({shown} is not a message type); the connection lost synchronization and was closed. \
+                 Check that the tunnel forwards to the cluster's endpoint"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Where a connection's framing check records why it gave up, shared with its queries.
+#[derive(Debug, Clone, Default)]
+pub struct Desync(Arc<OnceLock<Violation>>);
+
+impl Desync {
+    pub fn violation(&self) -> Option<&Violation> {
+        self.0.get()
+    }
+
+    /// `PROTOCOL_ERROR` in place of the "connection lost" a query sees when the reader gave up on
+    /// the server's bytes; any other error as it is.
+    pub fn explain(&self, e: Error) -> Error {
+        match (self.violation(), e) {
+            (Some(v), Error::ConnectionLost { .. }) => Error::Protocol { detail: v.to_string() },
+            (_, e) => e,
+        }
+    }
+}
+
+/// Where the reader is in the stream of messages.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    /// Inside a header: `got` of its 5 bytes seen, kept in `bytes`.
+    Header {
+        got: usize,
+        bytes: [u8; 5],
+    },
+    /// Inside a body, `left` bytes to go.
+    Body {
+        left: u32,
+    },
+    Failed(Violation),
+}
+
+/// Frame-by-frame state, separate from the stream so it can be tested on plain byte slices.
+#[derive(Debug, Clone, Copy)]
+pub struct Framing(Position);
+
+impl Default for Framing {
+    fn default() -> Self {
+        Framing(Position::Header { got: 0, bytes: [0; 5] })
+    }
+}
+
+impl Framing {
+    /// Follows `bytes` (the next ones read) through the frames.
+    pub fn follow(&mut self, bytes: &[u8]) -> Result<(), Violation> {
+        let mut i = 0;
+        while i < bytes.len() {
+            match &mut self.0 {
+                Position::Body { left } => {
+                    let n = (*left as usize).min(bytes.len() - i);
+                    i += n;
+                    *left -= n as u32;
+                    if *left == 0 {
+                        self.0 = Position::Header { got: 0, bytes: [0; 5] };
+                    }
+                }
+                Position::Header { got, bytes: header } => {
+                    let take = (5 - *got).min(bytes.len() - i);
+                    header[*got..*got + take].copy_from_slice(&bytes[i..i + take]);
+                    *got += take;
+                    i += take;
+                    let type_byte = header[0];
+                    let Some(max) = max_length(type_byte) else {
+                        return self.fail(Violation { type_byte, length: None });
+                    };
+                    if *got < 5 {
+                        continue;
+                    }
+                    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                    if !(4..=max).contains(&length) {
+                        return self.fail(Violation { type_byte, length: Some(length) });
+                    }
+                    self.0 = if length == 4 {
+                        Position::Header { got: 0, bytes: [0; 5] }
+                    } else {
+                        Position::Body { left: length - 4 }
+                    };
+                }
+                Position::Failed(v) => return Err(*v),
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, v: Violation) -> Result<(), Violation> {
+        self.0 = Position::Failed(v);
+        Err(v)
+    }
+}
+
+/// The server's side of a stream, its framing checked; writes pass through.
+pub struct Checked<S> {
+    inner: S,
+    framing: Framing,
+    desync: Desync,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(v) = this.desync.violation() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, *v)));
+        }
+        let start = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        match this.framing.follow(&buf.filled()[start..]) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(v) => {
+                // None of this read reaches the decoder, which would otherwise wait for the length.
+                buf.set_filled(start);
+                let _ = this.desync.0.set(v);
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, v)))
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: TlsStream + Unpin> TlsStream for Checked<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
+/// A TLS connector whose streams come out [`Checked`], reporting to `desync`.
+pub struct CheckedConnect<T> {
+    pub tls: T,
+    pub desync: Desync,
+}
+
+impl<S, T: TlsConnect<S>> TlsConnect<S> for CheckedConnect<T>
+where
+    T::Future: Send + 'static,
+    T::Stream: Send + 'static,
+{
+    type Stream = Checked<T::Stream>;
+    type Error = T::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Stream, T::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let (handshake, desync) = (self.tls.connect(stream), self.desync);
+        Box::pin(async move {
+            let inner = handshake.await?;
+            Ok(Checked { inner, framing: Framing::default(), desync })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![t];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn real_conversations_pass_in_any_split() {
+        let mut stream = Vec::new();
+        stream.extend(message(b'R', &0u32.to_be_bytes()));
+        stream.extend(message(b'S', b"server_version\x0016.1\x00"));
+        stream.extend(message(b'Z', b"I"));
+        stream.extend(message(b'T', &[0; 40]));
+        stream.extend(message(b'D', &vec![7; 100_000]));
+        stream.extend(message(b'n', b""));
+        stream.extend(message(b't', &vec![0; 262_142]));
+        stream.extend(message(b'C', b"SELECT 1\x00"));
+        for chunk in [1, 2, 3, 5, 7, 4096, stream.len()] {
+            let mut f = Framing::default();
+            for piece in stream.chunks(chunk) {
+                f.follow(piece).unwrap_or_else(|v| panic!("split {chunk}: {v}"));
+            }
+            assert!(matches!(f.0, Position::Header { got: 0, .. }), "split {chunk}: ends between messages");
+        }
+    }
+
+    #[test]
+    fn garbage_and_absurd_lengths_fail_at_their_header() {
+        let cases: [(&[u8], Violation); 6] = [
+            (b"HTTP/1.1 400 Bad Request\r\n", Violation { type_byte: b'H', length: Some(0x5454_502f) }),
+            (b"\x16\x03\x01", Violation { type_byte: 0x16, length: None }),
+            (b"E\x7f\xff\xff\xff", Violation { type_byte: b'E', length: Some(0x7fff_ffff) }),
+            (b"D\x40\x00\x00\x01", Violation { type_byte: b'D', length: Some(MESSAGE_MAX + 1) }),
+            (b"Z\x00\x00\x00\x03", Violation { type_byte: b'Z', length: Some(3) }),
+            (b"R\x00\x00\x75\x31", Violation { type_byte: b'R', length: Some(SHORT_MESSAGE_MAX + 1) }),
+        ];
+        for (bytes, expected) in cases {
+            let mut f = Framing::default();
+            assert_eq!(f.follow(bytes), Err(expected));
+            let text = expected.to_string();
+            assert!(text.contains("not PostgreSQL protocol") && text.contains("tunnel"), "{text}");
+            // After a valid message too, and split at every point.
+            let mut stream = message(b'Z', b"I");
+            stream.extend_from_slice(bytes);
+            for at in 0..stream.len() {
+                let mut f = Framing::default();
+                let r = f.follow(&stream[..at]).and_then(|()| f.follow(&stream[at..]));
+                assert_eq!(r, Err(expected), "split at {at}");
+            }
+        }
+        let mut f = Framing::default();
+        assert_eq!(f.follow(&message(b'D', &[0; 10])), Ok(()));
+        assert_eq!(f.follow(&message(b'D', &[0; 10])[..3]), Ok(()), "a partial header is not an error yet");
+    }
+
+    #[test]
+    fn explain_turns_connection_lost_into_protocol_error_only_after_a_violation() {
+        let d = Desync::default();
+        let lost = || Error::ConnectionLost { detail: "connection closed".into(), sent: true };
+        assert_eq!(d.explain(lost()).code(), "CONNECTION_LOST");
+        d.0.set(Violation { type_byte: b'H', length: Some(1) }).unwrap();
+        assert_eq!(d.explain(lost()).code(), "PROTOCOL_ERROR");
+        assert_eq!(d.explain(Error::Closed).code(), "CLIENT_CLOSED");
+    }
+}
