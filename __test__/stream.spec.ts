@@ -24,8 +24,9 @@ describe('stream()', () => {
     for await (const row of client.stream('select 1 where false')) assert.fail(`no rows expected, got ${JSON.stringify(row)}`)
   })
 
-  test('a result far larger than the batch streams in bounded memory', async () => {
-    // ~250 MB of rows; holding them would move RSS by far more than the bound asserted.
+  test('a result far larger than the batch streams in bounded memory', async (t) => {
+    // ~250 MB of rows; holding them (a million objects and strings) would move RSS by well over
+    // 300 MB. What remains is garbage between collections: up to ~120 MB on Node 24.
     const before = process.memoryUsage().rss
     let peak = before
     let n = 0
@@ -35,7 +36,8 @@ describe('stream()', () => {
     }
     assert.equal(n, 1_000_000)
     const grew = (peak - before) / 2 ** 20
-    assert.ok(grew < 120, `RSS grew by ${grew.toFixed(0)} MB while streaming ~250 MB`)
+    t.diagnostic(`RSS grew by ${grew.toFixed(1)} MB while streaming ~250 MB`)
+    assert.ok(grew < 160, `RSS grew by ${grew.toFixed(0)} MB while streaming ~250 MB`)
   })
 
   test('breaking out cancels the statement; the connection is usable at once', async () => {
