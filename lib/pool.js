@@ -208,25 +208,29 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     // An open connection to use: idle first; busy ones (pipelining) only for shared use at max.
+    // Only the one chosen is asked whether its socket is alive (a call into the addon).
     #pick(exclusive) {
-      let best = null
       const now = Date.now()
-      for (const e of this.#entries) {
-        // Timers can fire late (a thawed Lambda runs I/O callbacks first): check the deadline too.
-        if (!e.retired && now >= e.expiresAt) this.#retire(e)
-        if (e.retired || e.exclusive) continue
-        if (!e.client.isOpen) {
-          if (e.inflight === 0) this.#close(e)
-          continue
+      for (;;) {
+        let best = null
+        for (const e of this.#entries) {
+          // Timers can fire late (a thawed Lambda runs I/O callbacks first): check the deadline too.
+          if (!e.retired && now >= e.expiresAt) this.#retire(e)
+          if (e.retired || e.exclusive || e.dead) continue
+          if (e.inflight === 0) {
+            best = e
+            break
+          }
+          if (!exclusive && (best === null || e.inflight < best.inflight)) best = e
         }
-        if (e.inflight === 0) return e
-        if (!exclusive && (best === null || e.inflight < best.inflight)) best = e
+        if (best === null || (best.inflight > 0 && this.totalCount < this.#max)) return null
+        if (best.client.isOpen) return best
+        if (best.inflight === 0) this.#close(best)
+        else best.dead = true
       }
-      return this.totalCount >= this.#max ? best : null
     }
 
     #take(entry, exclusive) {
-      clearTimeout(entry.idleTimer)
       if (exclusive) entry.exclusive = true
       else entry.inflight++
       return entry
@@ -273,7 +277,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
 
     #track(client, startedAt) {
       debug('pool-open', { total: this.#entries.size + 1, max: this.#max })
-      const entry = { client, inflight: 0, exclusive: false, retired: false, idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity }
+      const entry = { client, inflight: 0, exclusive: false, retired: false, dead: false, idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity }
       if (this.#lifetime > 0) {
         // Up to 10 % early, so connections opened together are not all replaced together.
         entry.expiresAt = startedAt + this.#lifetime * (1 - Math.random() * 0.1)
@@ -291,17 +295,25 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     #idle(entry) {
-      if (entry.retired || this.#ending || !entry.client.isOpen) return this.#close(entry)
+      // A connection that died while idle is found (and closed) by #pick before anyone gets it.
+      if (entry.retired || entry.dead || this.#ending) return this.#close(entry)
       entry.idleSince = Date.now()
-      if (this.#idleTimeout > 0) {
-        entry.idleTimer = setTimeout(() => {
-          if (entry.inflight !== 0 || entry.exclusive) return
-          debug('pool-close', { reason: 'idle' })
-          this.#close(entry)
-        }, this.#idleTimeout)
-        entry.idleTimer.unref()
-      }
+      // One timer per idle spell at most, not one per query: it re-arms itself while the
+      // connection keeps being used.
+      if (this.#idleTimeout > 0 && entry.idleTimer === null) this.#armIdle(entry, this.#idleTimeout)
       this.#dispatch()
+    }
+
+    #armIdle(entry, after) {
+      entry.idleTimer = setTimeout(() => {
+        entry.idleTimer = null
+        if (entry.inflight !== 0 || entry.exclusive || !this.#entries.has(entry)) return
+        const left = entry.idleSince + this.#idleTimeout - Date.now()
+        if (left > 0) return this.#armIdle(entry, left)
+        debug('pool-close', { reason: 'idle' })
+        this.#close(entry)
+      }, after)
+      entry.idleTimer.unref()
     }
 
     #releaseShared(entry) {

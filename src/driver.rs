@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
 
 /// A query's work, polled to the end by the driver.
@@ -26,6 +26,8 @@ pub struct Driver {
     inner: Mutex<Inner>,
     incoming: Mutex<Incoming>,
     relay: Arc<Relay>,
+    /// The task found the driver busy (a flush on another thread): that flush wakes it after.
+    bounced: AtomicBool,
 }
 
 struct Inner {
@@ -85,6 +87,7 @@ impl Driver {
             inner: Mutex::new(Inner { socket: Some(Box::pin(socket)), jobs: FuturesUnordered::new() }),
             incoming: Default::default(),
             relay: Arc::new(Relay { task: Mutex::new(None), missed: AtomicBool::new(false) }),
+            bounced: AtomicBool::new(false),
         });
         let d = driver.clone();
         let task = tokio::spawn(std::future::poll_fn(move |cx| d.poll_task(cx)));
@@ -99,11 +102,31 @@ impl Driver {
             }
         }
         self.relay.missed.store(false, Ordering::SeqCst);
-        let mut inner = self.inner.lock().expect("driver");
+        // Never block the worker on a flush: leave a note that the flush acts on when it is done.
+        let mut inner = match self.try_inner() {
+            Some(inner) => inner,
+            None => {
+                self.bounced.store(true, Ordering::SeqCst);
+                match self.try_inner() {
+                    Some(inner) => inner,
+                    None => return Poll::Pending,
+                }
+            }
+        };
         if self.run(&mut inner) {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+
+    /// The driver's state, unless another thread is polling it. (A panic while polling is caught
+    /// inside the job, so the state stays consistent even if the lock was poisoned.)
+    fn try_inner(&self) -> Option<MutexGuard<'_, Inner>> {
+        match self.inner.try_lock() {
+            Ok(inner) => Some(inner),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
         }
     }
 
@@ -157,7 +180,7 @@ impl Driver {
         if !self.relay.missed.swap(false, Ordering::SeqCst) {
             return;
         }
-        let Ok(mut inner) = self.inner.try_lock() else {
+        let Some(mut inner) = self.try_inner() else {
             self.relay.wake_task();
             return;
         };
@@ -174,8 +197,9 @@ impl Driver {
         };
         HOLDING.with(|h| h.set(previous));
         drop(inner);
-        // Wake-ups held back and not yet acted on, and the end, are the task's to handle.
-        if finished || self.relay.missed.swap(false, Ordering::SeqCst) {
+        // Wake-ups held back and not yet acted on, the task's own, and the end are the task's.
+        let bounced = self.bounced.swap(false, Ordering::SeqCst);
+        if finished || bounced || self.relay.missed.swap(false, Ordering::SeqCst) {
             self.relay.wake_task();
         }
     }
