@@ -97,8 +97,8 @@ export declare function decodeToken(token: string): TokenClaims | null
 /**
  * The outcomes of any number of queries in one value, so a reply costs a handful of Node-API
  * calls however many queries it settles. `head` holds, per query: its id and what follows:
- * - rows: `[id, 0 | 1 (more), shape id, rows, row count or -1, more id]`, then per column when
- *   there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
+ * - rows: `[id, 0 | 1 (more), shape id, rows, row count or -1, more id, columns]`, then per
+ *   column when there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
  * - an error: `[id, 2, index into errors]`; several results: `[id, 3, index into many]`.
  *
  * Text and bytes columns index `offsets`, whose positions point into the one `text` string

@@ -249,6 +249,29 @@ describe('statement cache', () => {
     assert.deepEqual((await client().query(sql, [5, 'b'])).rows[2], { d: 10, s: 'b', g: 3 })
   })
 
+  test('more distinct texts in flight than the cache holds: each result keeps its own columns', async () => {
+    // 600 texts (the cache keeps 256) issued at once, twice: statements are evicted while results
+    // that name them are still on the way, and texts seen before are prepared again.
+    for (let round = 0; round < 2; round++) {
+      const results = await Promise.all(
+        Array.from({ length: 600 }, (_, i) => client().query(`select $1::int as c${i}, 'r${round}' as round`, [i])),
+      )
+      results.forEach((r, i) => {
+        assert.deepEqual(r.rows, [{ [`c${i}`]: i, round: `r${round}` }])
+        assert.deepEqual(r.fields.map((f) => f.name), [`c${i}`, 'round'])
+      })
+    }
+  })
+
+  test('a text too large to cache runs correctly, again and again', async () => {
+    const pad = `/* ${'x'.repeat(70_000)} */`
+    for (let i = 0; i < 3; i++) {
+      const r = await client().query(`select $1::int as n, $2::text as t ${pad}`, [i, 'big'])
+      assert.deepEqual(r.rows, [{ n: i, t: 'big' }])
+      assert.equal(r.command, 'SELECT')
+    }
+  })
+
   test('after ALTER TABLE changes the columns, the same text returns the new shape', async () => {
     const all = `select * from ${T} order by id`
     const one = `select * from ${T} where id = $1`

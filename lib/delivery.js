@@ -48,8 +48,22 @@ function columnView(d, kind, element, n, nullsAt, at) {
   return c
 }
 
-/** Settles every query a delivery carries. */
+/** Settles every query a delivery carries. A fault here (a bug) fails this client's queries
+ * rather than the process. */
 function deliver(inbox, d) {
+  try {
+    settle(inbox, d)
+  } catch (err) {
+    const value = { code: 'INTERNAL_ERROR', message: `the results could not be read (${err?.message}): please report this` }
+    for (const [id, resolve] of inbox.waiting) {
+      inbox.waiting.delete(id)
+      if (--outstanding === 0) keepAlive.unref()
+      resolve(value)
+    }
+  }
+}
+
+function settle(inbox, d) {
   if (d.shapes) for (const s of d.shapes) inbox.shapes.set(s.id, shapeOf(s))
   if (d.forget) inbox.forgetting.push({ ids: d.forget, horizon: inbox.lastId })
   const head = d.head
@@ -61,15 +75,19 @@ function deliver(inbox, d) {
       p += 3
     } else {
       const shape = inbox.shapes.get(head[p + 2]), n = head[p + 3], count = head[p + 4]
-      const more = outcome === 1 ? head[p + 5] : 0
-      p += 6
-      let columns = null
-      if (n > 0) {
-        const k = shape.kinds.length
-        columns = new Array(k)
-        for (let c = 0; c < k; c++, p += 2) columns[c] = columnView(d, shape.kinds[c], shape.elements[c], n, head[p], head[p + 1])
+      const more = outcome === 1 ? head[p + 5] : 0, k = head[p + 6]
+      p += 7
+      if (shape === undefined) {
+        value = { code: 'INTERNAL_ERROR', message: 'a result named a statement this client was not told about: please report this' }
+      } else {
+        let columns = null
+        if (n > 0) {
+          columns = new Array(k)
+          for (let c = 0; c < k; c++) columns[c] = columnView(d, shape.kinds[c], shape.elements[c], n, head[p + 2 * c], head[p + 2 * c + 1])
+        }
+        value = { shape, n, columns, rowCount: count < 0 ? null : count, more }
       }
-      value = { shape, n, columns, rowCount: count < 0 ? null : count, more }
+      if (n > 0) p += 2 * k
     }
     const resolve = inbox.waiting.get(id)
     if (resolve === undefined) continue

@@ -133,6 +133,8 @@ impl StatementCache {
     }
     fn insert(&mut self, sql: &str, stmt: Arc<Prepared>) {
         if sql.len() > STATEMENT_CACHE_MAX_SQL {
+            // Not kept: no later result will name it.
+            self.forgotten.push(stmt.id);
             return;
         }
         if let Some(kept) = self.map.get_mut(sql) {

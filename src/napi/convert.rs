@@ -350,8 +350,8 @@ pub enum Outcome {
 
 /// The outcomes of any number of queries in one value, so a reply costs a handful of Node-API
 /// calls however many queries it settles. `head` holds, per query: its id and what follows:
-/// - rows: `[id, 0 | 1 (more), shape id, rows, row count or -1, more id]`, then per column when
-///   there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
+/// - rows: `[id, 0 | 1 (more), shape id, rows, row count or -1, more id, columns]`, then per
+///   column when there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
 /// - an error: `[id, 2, index into errors]`; several results: `[id, 3, index into many]`.
 ///
 /// Text and bytes columns index `offsets`, whose positions point into the one `text` string
@@ -399,15 +399,9 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
                 }
                 let rows = chunk.as_ref().map_or(0, |c| c.rows);
                 let count = row_count.map_or(-1.0, |n| n as f64);
-                let more_id = more.unwrap_or(0) as f64;
-                head.extend([
-                    id,
-                    if more.is_some() { 1.0 } else { 0.0 },
-                    prepared.id as f64,
-                    rows as f64,
-                    count,
-                    more_id,
-                ]);
+                let (more_id, columns) = (more.unwrap_or(0) as f64, prepared.kinds.len() as f64);
+                let outcome = if more.is_some() { 1.0 } else { 0.0 };
+                head.extend([id, outcome, prepared.id as f64, rows as f64, count, more_id, columns]);
                 for col in chunk.into_iter().filter(|c| c.rows > 0).flat_map(|c| c.columns) {
                     match col.nulls {
                         Some(n) => {
