@@ -8,7 +8,7 @@
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Wake, Waker};
 /// A query's work, polled to the end by the driver.
 pub type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 type Socket = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Deferred = Vec<Box<dyn FnOnce()>>;
 
 /// Polls of the connection and jobs in one [`Driver::flush`] before the rest goes to the worker.
 const FLUSH_ROUNDS: usize = 4;
@@ -51,6 +52,20 @@ struct Relay {
 thread_local! {
     /// The relay whose wake-ups this thread holds back (its address), or 0.
     static HOLDING: Cell<usize> = const { Cell::new(0) };
+    /// Work deferred to the end of the driver run under way on this thread, if any.
+    static AFTER_RUN: RefCell<Option<Deferred>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` once the driver run under way on this thread is over (so that what the run's jobs
+/// produced is announced once); false, without running it, when no run is under way.
+pub fn after_run(f: impl FnOnce() + 'static) -> bool {
+    AFTER_RUN.with(|a| match a.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push(Box::new(f));
+            true
+        }
+        None => false,
+    })
 }
 
 impl Relay {
@@ -133,6 +148,16 @@ impl Driver {
     /// Polls the socket, then the jobs (which read what the socket routed to them). True when
     /// there is nothing left to drive.
     fn run(&self, inner: &mut Inner) -> bool {
+        let outer = AFTER_RUN.with(|a| a.borrow_mut().replace(Vec::new()));
+        let finished = self.run_once(inner);
+        let deferred = AFTER_RUN.with(|a| std::mem::replace(&mut *a.borrow_mut(), outer));
+        for f in deferred.into_iter().flatten() {
+            f();
+        }
+        finished
+    }
+
+    fn run_once(&self, inner: &mut Inner) -> bool {
         let waker = Waker::from(self.relay.clone());
         let mut cx = Context::from_waker(&waker);
         inner.jobs.extend(self.incoming.lock().expect("driver jobs").jobs.drain(..));

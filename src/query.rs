@@ -436,7 +436,9 @@ async fn start(
             return Err(Error::ParameterCount { expected, got: params.len() });
         }
         let values = text_params(params);
-        let sent = conn.client.query_raw(&stmt.statement, values.iter().map(|v| v as &dyn ToSql)).await;
+        // Boxed, here and below: tokio-postgres's futures are large, and a query's future is
+        // moved as a whole (its largest state) when it is handed to the driver.
+        let sent = Box::pin(conn.client.query_raw(&stmt.statement, values.iter().map(|v| v as &dyn ToSql))).await;
         match sent.map_err(query_error) {
             // The table under a cached statement changed shape: prepare again, once.
             Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
@@ -454,8 +456,10 @@ async fn start(
     let values = text_params(params);
     let typed = values.iter().map(|v| (v as &dyn ToSql, unspecified()));
     // Both requests are written before either answer is read: one round trip.
-    let (prepared, executed) =
-        futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed));
+    let (prepared, executed) = Box::pin(async {
+        futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed))
+    })
+    .await;
     let stmt = Arc::new(Prepared::new(prepared.map_err(query_error)?, sql, conn.decode));
     let rows = executed.map_err(query_error)?;
     conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
