@@ -1,0 +1,83 @@
+// Where a query's time goes inside the driver's process: CPU per query on each thread (Node's
+// own and Rust's tokio worker, from /proc/self/task), for the shapes of workloads 2, 5 and 6, and
+// the event loop's longest block while workload 3's result arrives (run with --trace-gc to see
+// the collections behind it).
+//
+//   node --import tsx benchmark/profile.ts <seq|pipe|pool|large|stream> [path to a .node build]
+//
+// `large` holds the 100,000 rows as query() returns them; `stream` iterates the same rows with
+// client.stream() and keeps none.
+//
+// Straight to PostgreSQL through a tunnel process (no gate): the client's share stands out.
+import fs from 'node:fs'
+import { createRequire } from 'node:module'
+import { startStack } from '../__test__/fixture/stack.ts'
+
+const mode = process.argv[2] ?? 'seq'
+if (process.argv[3]) process.env.NAPI_RS_NATIVE_LIBRARY_PATH = process.argv[3]
+const require = createRequire(import.meta.url)
+const { connect, Pool } = require('../index.js') as typeof import('../index.js')
+
+const LARGE = `select i as id, 'name ' || i as name, i * 0.5::float8 as score, i % 2 = 0 as flag,
+  timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second' as at from generate_series(1, 100000) as g(i)`
+
+/** CPU milliseconds per thread (utime + stime at 100 Hz). */
+function threads(): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    const stat = fs.readFileSync(`/proc/self/task/${t}/stat`, 'utf8')
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    out[`${name} (${t})`] = (Number(f[11]) + Number(f[12])) * 10
+  }
+  return out
+}
+
+async function main() {
+  process.env.AWS_EC2_METADATA_DISABLED = 'true'
+  const stack = await startStack()
+  try {
+    const tunnel = await stack.startTunnel(stack.pgPort)
+    const config = { host: 'localhost', hostaddr: '127.0.0.1', port: tunnel.port, password: stack.users.admin.password, sslrootcert: stack.caFile, sslnegotiation: 'postgres' as const }
+    const client = await connect(config)
+    const pool = new Pool({ ...config, max: 10 })
+    if (mode === 'large' || mode === 'stream') {
+      for (let run = 0; run < 5; run++) {
+        let last = performance.now(), worst = 0
+        const monitor = setInterval(() => { const now = performance.now(); worst = Math.max(worst, now - last - 1); last = now }, 1)
+        const started = performance.now()
+        let rows = 0
+        if (mode === 'large') rows = (await client.query(LARGE)).rows.length
+        else for await (const _ of client.stream(LARGE, [], { batchSize: 4096 })) rows++
+        clearInterval(monitor)
+        console.log(`run ${run}: ${rows} rows in ${(performance.now() - started).toFixed(1)} ms, longest event-loop block ${worst.toFixed(1)} ms`)
+      }
+    } else {
+      const n = mode === 'seq' ? 10_000 : 100_000
+      const run = async (count: number) => {
+        if (mode === 'seq') {
+          for (let i = 0; i < count; i++) await client.query('select $1::int as n', [i])
+        } else if (mode === 'pipe') {
+          for (let i = 0; i < count; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => client.query('select $1::int as n', [i + j])))
+        } else {
+          let next = 0
+          await Promise.all(Array.from({ length: 200 }, async () => { while (next++ < count) await pool.query('select $1::int as n', [next]) }))
+        }
+      }
+      await run(2_000)
+      const before = threads(), cpu = process.cpuUsage(), started = performance.now()
+      await run(n)
+      const wall = performance.now() - started, used = process.cpuUsage(cpu), after = threads()
+      console.log(`${mode}: ${n} queries, wall ${(wall * 1000 / n).toFixed(1)} µs and process CPU ${((used.user + used.system) / n).toFixed(1)} µs per query`)
+      for (const k of Object.keys(after)) {
+        const ms = after[k] - (before[k] ?? 0)
+        if (ms > 20) console.log(`  ${k}: ${(ms * 1000 / n).toFixed(1)} µs per query`)
+      }
+    }
+    await client.end()
+    await pool.end()
+  } finally {
+    await stack.stop()
+  }
+}
+main()
