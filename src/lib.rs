@@ -11,6 +11,7 @@
 //! - `connect`  dial → TLS → startup/auth, under one timeout
 //! - `framing`  the server's message headers checked inside TLS: garbage fails at once
 //! - `query`    one round trip per query, statement cache, columnar chunks
+//! - `driver`   a connection's socket and queries, polled by tokio or by Node's thread after it queues
 //! - `value`    PostgreSQL binary values → columnar buffers for JavaScript
 //! - `napi`     the JavaScript surface (generated typings: `binding.d.ts`)
 #![deny(clippy::all)]
@@ -29,6 +30,11 @@ pub mod token;
 pub mod value;
 
 pub mod napi;
+
+// Queries allocate on Node's thread and free on tokio's (and back): mimalloc's per-thread heaps
+// take that without the lock contention of the system allocator's arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(test)]
 mod testing;
