@@ -87,7 +87,9 @@ class Client {
   #config
   #info = null
   // Settles after every query issued before it: results come back in call order.
-  #settled = Promise.resolve()
+  // The last query's settle mark; the next waits on it only while it is not done yet (results
+  // usually arrive in order, so the wait is rarely needed).
+  #last = null
 
   #queryTimeout = 0
 
@@ -155,7 +157,6 @@ class Client {
     if (signal?.aborted) throw abortError(signal)
     const params = values ? encodeParams(values) : []
     const arrayMode = rowMode === 'array'
-    const previous = this.#settled
     // The request is written here, synchronously, so pipelined queries keep their order.
     const inbox = this.#inbox
     const id = ++inbox.lastId
@@ -166,16 +167,18 @@ class Client {
       queueMicrotask(this.#flush)
     }
     const pending = failed ? Promise.resolve(failed) : expect(inbox, id).then((r) => (isNativeError(r) ? r : this.#finish(r, arrayMode)))
-    let release
-    this.#settled = new Promise((resolve) => (release = resolve))
+    const previous = this.#last
+    const mark = { done: false, wake: null }
+    this.#last = mark
     try {
       const r = timeout > 0 || signal ? await this.#cancellable(pending, timeout, signal) : await pending
       // Results may complete in any order; settle in the order the queries were sent.
-      await previous
+      if (previous !== null && !previous.done) await new Promise((resolve) => (previous.wake = resolve))
       if (isNativeError(r)) throw fromNative(r)
       return r
     } finally {
-      release()
+      mark.done = true
+      if (mark.wake !== null) mark.wake()
     }
   }
 
