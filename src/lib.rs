@@ -31,10 +31,5 @@ pub mod value;
 
 pub mod napi;
 
-// Queries allocate on Node's thread and free on tokio's (and back): mimalloc's per-thread heaps
-// take that without the lock contention of the system allocator's arenas.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(test)]
 mod testing;
