@@ -4,17 +4,14 @@
 // within its stated bound with the right code, the pool heals, acknowledged writes survive.
 // RELIABILITY.md quotes the bounds asserted here and the times measured.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import path from 'node:path'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { describe, test } from 'node:test'
 import { connect, Pool, type DsqlTunnelError, type PoolConfig } from '../index.js'
 import { FaultProxy, HostileServer, type FaultAction, type HostileReply } from './fixture/faults.ts'
-import { rejectsWith, through, useStack, type Stack } from './helpers.ts'
+import { rejectsWith, ROOT, runSnippet, through, useStack, type Stack } from './helpers.ts'
 
 const stack = useStack()
-const ROOT = path.resolve(__dirname, '..')
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
@@ -663,25 +660,7 @@ describe('load', () => {
 })
 
 describe('process exit with work in flight', () => {
-  interface Exit { code: number | null; signal: NodeJS.Signals | null; ms: number; out: string }
-
-  function runNode(s: Stack, code: string, timeoutMs = 15_000): Promise<Exit> {
-    const started = performance.now()
-    const child = spawn(process.execPath, ['-e', `const opts = JSON.parse(process.env.OPTS); const dt = require(${JSON.stringify(ROOT)});\n${code}`], {
-      env: { ...process.env, OPTS: JSON.stringify(through(s)), ROOT },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-      child.on('exit', (code, signal) => {
-        clearTimeout(timer)
-        resolve({ code, signal, ms: performance.now() - started, out })
-      })
-    })
-  }
+  const runNode = (s: Stack, code: string, timeoutMs = 15_000) => runSnippet(s, code, timeoutMs, { ROOT })
 
   // Worker threads that load the package and connect; each posts 'ready' once its query is in flight.
   const WORKERS = `

@@ -1,6 +1,8 @@
 // Shared by the specs: one DSQL-like stack per spec file (PostgreSQL with TLS, the SNI gate,
 // a tunnel process), options that reach it through the tunnel, and error assertions.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import path from 'node:path'
 import { after, before } from 'node:test'
 import type { ClientConfig, DsqlTunnelError } from '../index.js'
 import { startStack, type Stack, type StackOptions } from './fixture/stack.ts'
@@ -67,4 +69,32 @@ export async function withEnv<T>(vars: Record<string, string | undefined>, fn: (
       else process.env[k] = v
     }
   }
+}
+
+/** The package's root: what a fresh process `require`s. */
+export const ROOT = path.resolve(__dirname, '..')
+
+export interface Exit { code: number | null; signal: NodeJS.Signals | null; ms: number; out: string }
+
+/** Runs `node args` with exactly `env`, collecting stdout and stderr; killed after `timeoutMs`. */
+export function runNode(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Exit> {
+  const started = performance.now()
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (out += d))
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, ms: performance.now() - started, out })
+    })
+  })
+}
+
+/** Runs a CommonJS snippet in a fresh Node process with `opts` (client options reaching `stack`)
+ * and `dt` (the package) in scope. */
+export function runSnippet(stack: Stack, code: string, timeoutMs = 10_000, env: Record<string, string> = {}): Promise<Exit> {
+  const args = ['-e', `const opts = JSON.parse(process.env.OPTS); const dt = require(${JSON.stringify(ROOT)});\n${code}`]
+  return runNode(args, { ...process.env, OPTS: JSON.stringify(through(stack)), ...env }, timeoutMs)
 }

@@ -1,33 +1,11 @@
 // end(), process exit, and secrets: what a client leaves behind.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import path from 'node:path'
 import { inspect } from 'node:util'
 import { describe, test } from 'node:test'
 import { connect } from '../index.js'
-import { rejectsWith, through, useStack, type Stack } from './helpers.ts'
+import { rejectsWith, runSnippet, through, useStack } from './helpers.ts'
 
 const stack = useStack()
-const ROOT = path.resolve(__dirname, '..')
-
-/** Runs a CommonJS snippet in a fresh Node process with `opts` (client options) available. */
-function runNode(stackRef: Stack, code: string, timeoutMs = 10_000, env: Record<string, string> = {}): Promise<{ code: number | null; ms: number; out: string }> {
-  const started = Date.now()
-  const child = spawn(process.execPath, ['-e', `const opts = JSON.parse(process.env.OPTS); const dt = require(${JSON.stringify(ROOT)});\n${code}`], {
-    env: { ...process.env, OPTS: JSON.stringify(through(stackRef)), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  child.stdout.on('data', (d) => (out += d))
-  child.stderr.on('data', (d) => (out += d))
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, ms: Date.now() - started, out })
-    })
-  })
-}
 
 describe('end()', () => {
   test('is idempotent and pending queries reject with CLIENT_CLOSED', async () => {
@@ -53,28 +31,28 @@ describe('end()', () => {
 
 describe('process exit', () => {
   test('after end() the process exits at once', async () => {
-    const r = await runNode(stack(), `(async () => { const c = await dt.connect(opts); await c.query('select 1'); await c.end(); console.log('done') })()`)
+    const r = await runSnippet(stack(), `(async () => { const c = await dt.connect(opts); await c.query('select 1'); await c.end(); console.log('done') })()`)
     assert.equal(r.code, 0, r.out)
     assert.match(r.out, /done/)
     assert.ok(r.ms < 5000, `took ${r.ms} ms`)
   })
 
   test('an idle connected client does not keep the process alive', async () => {
-    const r = await runNode(stack(), `(async () => { const c = await dt.connect(opts); await c.query('select 1'); console.log('idle') })()`)
+    const r = await runSnippet(stack(), `(async () => { const c = await dt.connect(opts); await c.query('select 1'); console.log('idle') })()`)
     assert.equal(r.code, 0, r.out)
     assert.match(r.out, /idle/)
     assert.ok(r.ms < 5000, `took ${r.ms} ms`)
   })
 
   test('a pending query keeps the process alive until it settles', async () => {
-    const r = await runNode(stack(), `(async () => { const c = await dt.connect(opts); const t = Date.now(); await c.query('select pg_sleep(0.5)'); console.log('slept', Date.now() - t) })()`)
+    const r = await runSnippet(stack(), `(async () => { const c = await dt.connect(opts); const t = Date.now(); await c.query('select pg_sleep(0.5)'); console.log('slept', Date.now() - t) })()`)
     assert.equal(r.code, 0, r.out)
     const slept = Number(/slept (\d+)/.exec(r.out)?.[1])
     assert.ok(slept >= 450, r.out)
   })
 
   test('process.exit with queries in flight neither crashes nor hangs', async () => {
-    const r = await runNode(stack(), `(async () => { const c = await dt.connect(opts); for (let i = 0; i < 20; i++) c.query('select pg_sleep(1)').catch(() => {}); setTimeout(() => process.exit(0), 100) })()`)
+    const r = await runSnippet(stack(), `(async () => { const c = await dt.connect(opts); for (let i = 0; i < 20; i++) c.query('select pg_sleep(1)').catch(() => {}); setTimeout(() => process.exit(0), 100) })()`)
     assert.equal(r.code, 0, r.out)
   })
 })
@@ -102,7 +80,7 @@ describe('secrets', () => {
 describe('diagnostics', () => {
   test('DEBUG=dsql-tunnel logs connection lifecycle events with timings, and no secret', async () => {
     const secret = stack().users.admin.password
-    const r = await runNode(stack(), `(async () => {
+    const r = await runSnippet(stack(), `(async () => {
       const p = new dt.Pool({ ...opts, max: 1, idleTimeoutMillis: 50 })
       await p.query('select 1')
       await p.query('select pg_sleep(0.3)', [], { timeoutMillis: 50 }).catch(() => {})
@@ -115,7 +93,7 @@ describe('diagnostics', () => {
     assert.match(r.out, /cancel reason=timeout/)
     assert.match(r.out, /pool-close reason=idle/)
     assert.ok(!r.out.includes(secret))
-    const quiet = await runNode(stack(), `(async () => { const c = await dt.connect(opts); await c.end() })()`)
+    const quiet = await runSnippet(stack(), `(async () => { const c = await dt.connect(opts); await c.end() })()`)
     assert.equal(quiet.out, '')
   })
 })

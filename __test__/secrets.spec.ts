@@ -3,36 +3,22 @@
 // session token in any message, stack, inspected object, JSON, log line or CLI output produced
 // while the suite's scenarios run again here.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { inspect } from 'node:util'
 import { after, describe, test } from 'node:test'
 import { Client, connect, generateToken, Pool, resolveConfig, type ClientConfig, type PoolConfig } from '../index.js'
 import { HostileServer } from './fixture/faults.ts'
-import { through, useStack, withEnv } from './helpers.ts'
+import { ROOT, runNode, through, useStack, withEnv, type Exit } from './helpers.ts'
 
 const stack = useStack()
-const ROOT = path.resolve(__dirname, '..')
 const BIN = path.join(ROOT, 'bin', 'dsql-tunnel.js')
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; out: string }
-
-function runNode(args: string[], env: Record<string, string | undefined>, timeoutMs = 20_000): Promise<Run> {
+function runIsolated(args: string[], env: Record<string, string | undefined>, timeoutMs = 20_000): Promise<Exit> {
   const merged: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!/^(PG|AWS_)/.test(k) && k !== 'HOSTNAME' && k !== 'NODE_OPTIONS' && k !== 'NODE_TEST_CONTEXT') merged[k] = v
   Object.assign(merged, { AWS_EC2_METADATA_DISABLED: 'true', AWS_CONFIG_FILE: '/nonexistent/c', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/k' })
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k]; else merged[k] = v
-  const child = spawn(process.execPath, args, { env: merged, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', (d) => (out += d))
-  child.stderr.on('data', (d) => (out += d))
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, out })
-    })
-  })
+  return runNode(args, merged, timeoutMs)
 }
 
 describe('TLS defaults', () => {
@@ -107,10 +93,10 @@ describe('TLS defaults', () => {
       })().catch((e) => { console.log('failed', e.code, e.message); process.exit(1) })`
       const opts = through(s, { port: g.port })
       delete opts.sslrootcert
-      const r = await runNode(['-e', code], { OPTS: JSON.stringify(opts) })
+      const r = await runIsolated(['-e', code], { OPTS: JSON.stringify(opts) })
       assert.equal(r.code, 0, r.out)
       assert.equal(r.out.match(/DSQL_TUNNEL_SSLMODE_REQUIRE/g)?.length, 1, r.out)
-      const verifying = await runNode(['-e', `const dt = require(${JSON.stringify(ROOT)}); (async () => {
+      const verifying = await runIsolated(['-e', `const dt = require(${JSON.stringify(ROOT)}); (async () => {
         const o = JSON.parse(process.env.OPTS); await (await dt.connect(o)).end(); await (await dt.connect({ ...o, sslmode: 'verify-ca' })).end()
         await (await dt.connect({ ...o, sslmode: 'require' })).end(); console.log('ok') })()`], { OPTS: JSON.stringify(through(s)) })
       assert.equal(verifying.code, 0, verifying.out)
@@ -276,7 +262,7 @@ describe('no secret anywhere', () => {
       })()`
       const token = s.presignToken()
       const wrong = 'Wr0ng-in-child-4411'
-      const r = await runNode(['-e', code], {
+      const r = await runIsolated(['-e', code], {
         DEBUG: 'dsql-tunnel', OPTS: JSON.stringify(through(s)), GATE_PORT: String(g.port), TOKEN: token, WRONG: wrong,
         CREDS: JSON.stringify({ accessKeyId: s.aws.accessKeyId, secretAccessKey: s.aws.secretAccessKey, sessionToken: s.aws.sessionToken }),
       })
@@ -302,12 +288,12 @@ describe('no secret anywhere', () => {
       const env = { ...s.envVerified() } as Record<string, string | undefined>
       const token = s.presignToken()
       const runs = await Promise.all([
-        runNode([BIN, 'check'], env),
-        runNode([BIN, 'doctor', '--json'], env),
-        runNode([BIN, 'doctor', '--json'], { ...env, PGPASSWORD: 'Wr0ng-cli-pw-5512' }),
-        runNode([BIN, 'doctor', '--json'], { ...env, PGPORT: String(g.port), PGPASSWORD: token }),
-        runNode([BIN, 'check'], { ...env, PGPORT: String(g.port), PGPASSWORD: undefined, AWS_ACCESS_KEY_ID: s.aws.accessKeyId, AWS_SECRET_ACCESS_KEY: s.aws.secretAccessKey, AWS_SESSION_TOKEN: s.aws.sessionToken }),
-        runNode([BIN, 'doctor', '--json'], { ...env, PGPORT: String(g.port), PGPASSWORD: undefined, AWS_ACCESS_KEY_ID: s.aws.accessKeyId, AWS_SECRET_ACCESS_KEY: s.aws.secretAccessKey, AWS_SESSION_TOKEN: s.aws.sessionToken }),
+        runIsolated([BIN, 'check'], env),
+        runIsolated([BIN, 'doctor', '--json'], env),
+        runIsolated([BIN, 'doctor', '--json'], { ...env, PGPASSWORD: 'Wr0ng-cli-pw-5512' }),
+        runIsolated([BIN, 'doctor', '--json'], { ...env, PGPORT: String(g.port), PGPASSWORD: token }),
+        runIsolated([BIN, 'check'], { ...env, PGPORT: String(g.port), PGPASSWORD: undefined, AWS_ACCESS_KEY_ID: s.aws.accessKeyId, AWS_SECRET_ACCESS_KEY: s.aws.secretAccessKey, AWS_SESSION_TOKEN: s.aws.sessionToken }),
+        runIsolated([BIN, 'doctor', '--json'], { ...env, PGPORT: String(g.port), PGPASSWORD: undefined, AWS_ACCESS_KEY_ID: s.aws.accessKeyId, AWS_SECRET_ACCESS_KEY: s.aws.secretAccessKey, AWS_SESSION_TOKEN: s.aws.sessionToken }),
       ])
       assert.equal(runs[0].code, 0, runs[0].out)
       assert.equal(runs[4].code, 0, runs[4].out)
