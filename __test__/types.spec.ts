@@ -409,7 +409,7 @@ describe('parameters: round-trips', () => {
     assert.equal(row.d, '2024-02-29')
   })
 
-  test('Buffers and Uint8Arrays round-trip through bytea', async () => {
+  test('Buffers, Uint8Arrays and bare ArrayBuffers round-trip through bytea', async () => {
     const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
     const view = Buffer.from([9, 1, 2, 3, 9]).subarray(1, 4)
     const row = await one(client(), 'select $1::bytea as a, $2::bytea as b, $3::bytea as c, $4::bytea as d', [all, view, new Uint8Array([0xde, 0xad]), Buffer.alloc(0)])
@@ -417,6 +417,9 @@ describe('parameters: round-trips', () => {
     assert.deepEqual(row.b, Buffer.from([1, 2, 3]))
     assert.deepEqual(row.c, Buffer.from([0xde, 0xad]))
     assert.deepEqual(row.d, Buffer.alloc(0))
+    const bare = await one(client(), 'select $1::bytea as a, $2::bytea[] as b', [new Uint8Array([7, 8]).buffer, [new Uint16Array([0x0102]).buffer]])
+    assert.deepEqual(bare.a, Buffer.from([7, 8]))
+    assert.deepEqual(bare.b, [Buffer.from(new Uint16Array([0x0102]).buffer)])
   })
 
   test('plain objects are sent as JSON', async () => {

@@ -28,6 +28,10 @@ function bytesToHex(v) {
   return '\\x' + Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')
 }
 
+// Buffers, typed arrays, DataViews and bare (Shared)ArrayBuffers are bytes: bytea.
+const isBytes = (v) => ArrayBuffer.isView(v) || v instanceof ArrayBuffer || (typeof SharedArrayBuffer === 'function' && v instanceof SharedArrayBuffer)
+const bytesOf = (v) => (ArrayBuffer.isView(v) ? v : new Uint8Array(v))
+
 function arrayLiteral(arr, index, seen, dims) {
   if (seen.has(arr)) throw invalidParameter(index, 'the array contains itself')
   if (dims > MAX_ARRAY_DIMENSIONS) {
@@ -37,7 +41,7 @@ function arrayLiteral(arr, index, seen, dims) {
   const parts = arr.map((v) => {
     if (v === null || v === undefined) return 'NULL'
     if (Array.isArray(v)) return arrayLiteral(v, index, seen, dims + 1)
-    if (ArrayBuffer.isView(v)) return '"\\' + bytesToHex(v) + '"'
+    if (isBytes(v)) return '"\\' + bytesToHex(bytesOf(v)) + '"'
     const s = encode(v, index, seen)
     return '"' + s.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"'
   })
@@ -69,7 +73,7 @@ function encode(v, index, seen) {
         if (s === undefined) throw invalidParameter(index, 'the Date is invalid')
         return s
       }
-      if (ArrayBuffer.isView(v)) return bytesToHex(v)
+      if (isBytes(v)) return bytesToHex(bytesOf(v))
       if (Array.isArray(v)) return arrayLiteral(v, index, seen, 1)
       if (typeof v.toPostgres === 'function') {
         if (seen.has(v)) throw invalidParameter(index, 'toPostgres() leads back to the same object (a cycle): return a string, number, Date, Buffer, array or plain object')
