@@ -20,6 +20,10 @@ if ! need openssl; then
   if [ "$(id -u)" = 0 ] && need apt-get; then apt-get update -qq && apt-get install -y -qq openssl >/dev/null
   else echo "openssl not found: the test fixture makes its certificates with it" >&2; exit 1; fi
 fi
+if ! need nm; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then apt-get update -qq && apt-get install -y -qq binutils >/dev/null
+  else echo "nm not found: install binutils (the package spec reads the addon's Node-API imports with it)" >&2; exit 1; fi
+fi
 PG_BIN=${DSQL_TUNNEL_PG_BIN:-/usr/lib/postgresql/15/bin}
 [ -x "$PG_BIN/postgres" ] || { echo "PostgreSQL server binaries not found in $PG_BIN (set DSQL_TUNNEL_PG_BIN)" >&2; exit 1; }
 node --version; cargo --version
