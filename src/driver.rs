@@ -243,3 +243,103 @@ impl Driver {
         self.relay.wake_task();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn jobs_queued_and_flushed_from_another_thread_run_to_the_end() {
+        let rt = runtime();
+        let (socket_done, socket_rx) = oneshot::channel::<()>();
+        let (driver, task) = rt.block_on(async {
+            Driver::start(async move {
+                let _ = socket_rx.await;
+            })
+        });
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut answers = Vec::new();
+        // This thread plays Node's: it queues jobs (holding back their wake-ups) and flushes.
+        let _guard = rt.enter();
+        for _ in 0..20 {
+            let (tx, rx) = oneshot::channel::<u32>();
+            answers.push(tx);
+            let finished = finished.clone();
+            let mut job: Job = Box::pin(async move {
+                if rx.await.is_ok() {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let waker = futures_util::task::noop_waker();
+            assert!(driver.queue(|| job.as_mut().poll(&mut Context::from_waker(&waker))).is_pending());
+            driver.add(job);
+        }
+        driver.flush();
+        // The answers arrive on other threads, as the server's would.
+        std::thread::spawn(move || {
+            answers.into_iter().for_each(|tx| {
+                let _ = tx.send(1);
+            })
+        })
+        .join()
+        .expect("answers");
+        rt.block_on(async {
+            for _ in 0..200 {
+                if finished.load(Ordering::SeqCst) == 20 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert_eq!(finished.load(Ordering::SeqCst), 20);
+        // Once the socket is done and no job is left, the task ends; later jobs still run.
+        drop(socket_done);
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), task).await.expect("task ends").expect("no panic")
+        });
+        let (tx, rx) = oneshot::channel();
+        driver.add(Box::pin(async move {
+            let _ = tx.send(());
+        }));
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), rx).await.expect("late job runs").expect("sent")
+        });
+    }
+
+    #[test]
+    fn work_deferred_to_the_end_of_a_run_runs_once_after_it() {
+        assert!(!after_run(|| {}), "no run under way: nothing is deferred");
+        let rt = runtime();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (driver, _task) = rt.block_on(async { Driver::start(std::future::pending::<()>()) });
+        let _guard = rt.enter();
+        for _ in 0..3 {
+            let calls = calls.clone();
+            let job: Job = Box::pin(async move {
+                let seen = calls.clone();
+                assert!(after_run(move || {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }));
+                assert_eq!(calls.load(Ordering::SeqCst), 0, "deferred work waits for the end of the run");
+            });
+            driver.add(job);
+        }
+        driver.flush();
+        rt.block_on(async {
+            for _ in 0..200 {
+                if calls.load(Ordering::SeqCst) == 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}
