@@ -255,6 +255,19 @@ mod tests {
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
     }
 
+    /// Waits (at most a second) for `count` to reach `n`, and asserts it did.
+    fn wait_for(rt: &tokio::runtime::Runtime, count: &AtomicUsize, n: usize) {
+        rt.block_on(async {
+            for _ in 0..200 {
+                if count.load(Ordering::SeqCst) == n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert_eq!(count.load(Ordering::SeqCst), n);
+    }
+
     #[test]
     fn jobs_queued_and_flushed_from_another_thread_run_to_the_end() {
         let rt = runtime();
@@ -290,15 +303,7 @@ mod tests {
         })
         .join()
         .expect("answers");
-        rt.block_on(async {
-            for _ in 0..200 {
-                if finished.load(Ordering::SeqCst) == 20 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        assert_eq!(finished.load(Ordering::SeqCst), 20);
+        wait_for(&rt, &finished, 20);
         // Once the socket is done and no job is left, the task ends; later jobs still run.
         drop(socket_done);
         rt.block_on(async {
@@ -332,14 +337,6 @@ mod tests {
             driver.add(job);
         }
         driver.flush();
-        rt.block_on(async {
-            for _ in 0..200 {
-                if calls.load(Ordering::SeqCst) == 3 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        wait_for(&rt, &calls, 3);
     }
 }
