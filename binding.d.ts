@@ -17,7 +17,7 @@ export declare class NativeClient {
    * Resolves the settings and opens the connection. Settles with `ConnectInfo`, or with a
    * `NativeError` (never rejects).
    */
-  connect(options: Record<string, string>, connectionString: string | undefined | null, environment: Record<string, string>, int8AsBigint: boolean, credentials?: AwsCredentials | undefined | null): Promise<ConnectInfo | NativeError>
+  connect(options: Record<string, string>, connectionString: string | undefined | null, environment: Record<string, string>, int8: string, credentials?: AwsCredentials | undefined | null): Promise<ConnectInfo | NativeError>
   /**
    * Sends `sql` with parameters in PostgreSQL text form (`null` for NULL). The outcome reaches
    * the `onDelivery` function given to the constructor, under `id`; a client that is not
@@ -40,6 +40,11 @@ export declare class NativeClient {
    * the DSQL hostname as SNI). Settles with `undefined` or a `NativeError`.
    */
   cancel(): Promise<undefined | NativeError>
+  /**
+   * Sets the types (OIDs) whose columns arrive as PostgreSQL's text, for custom type parsers.
+   * Prepared statements of another set are dropped (their shapes are told again).
+   */
+  setTextTypes(oids: Uint32Array): void
   /** Whether the connection is open and its socket alive. */
   get isOpen(): boolean
 }
@@ -89,6 +94,8 @@ export interface ConnectInfo {
   dialMillis: number
   /** Milliseconds for TLS, startup and authentication. */
   handshakeMillis: number
+  /** The server's run-time parameters from start-up (ParameterStatus): name, value, name, … */
+  parameters: Array<string>
 }
 
 /** Decodes a DSQL auth token; `null` when the string is not one (an ordinary password). */
@@ -118,6 +125,13 @@ export interface Delivery {
   forget?: Array<number>
   errors?: Array<NativeError>
   many?: Array<Array<RawResult>>
+  /** Notices the server sent (NoticeResponse), as errors with their fields. */
+  notices?: Array<NativeError>
+  /**
+   * Set once, after the outcome of every query: how the connection ended (`CLIENT_CLOSED`
+   * when it ended without an error).
+   */
+  closed?: NativeError
 }
 
 /** The environment variables the configuration resolver reads. */
@@ -180,6 +194,8 @@ export interface RawField {
   columnID: number
   dataTypeID: number
   dataTypeModifier: number
+  /** pg_type.typlen (node-postgres's `dataTypeSize`). */
+  dataTypeSize: number
 }
 
 export interface RawResult {

@@ -41,7 +41,6 @@ describe('TLS defaults', () => {
       const variants: Array<[string, ClientConfig & Record<string, unknown>, Record<string, string | undefined>]> = [
         ['defaults', {}, {}],
         ['ssl: false (pg)', { ssl: false }, {}],
-        ['ssl: { rejectUnauthorized: false } (pg)', { ssl: { rejectUnauthorized: false } }, {}],
         ['rejectUnauthorized: false', { rejectUnauthorized: false }, {}],
         ['NODE_TLS_REJECT_UNAUTHORIZED=0', {}, { NODE_TLS_REJECT_UNAUTHORIZED: '0' }],
         ['sslnegotiation=postgres', { sslnegotiation: 'postgres' }, {}],

@@ -3,7 +3,7 @@
 // non-ASCII text, and the parameters that cannot be sent at all.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, type Client, type ClientConfig, DsqlTunnelError } from '../index.js'
+import { connect, type Client, type ClientConfig, DsqlTunnelError, types } from '../index.js'
 import { rejectsWith, through, useStack } from './helpers.ts'
 
 const stack = useStack()
@@ -31,9 +31,9 @@ async function one(client: Client, sql: string, values?: unknown[]): Promise<Rec
 }
 
 /** For each literal: the value as this client decodes it, and PostgreSQL's own output text for it. */
-async function decodedAndPrinted(client: Client, type: string, literals: string[]): Promise<Array<{ v: unknown; t: string }>> {
+async function decodedAndPrinted(client: Client, type: string, literals: string[], parsers?: { getTypeParser: (oid: number, format?: string) => (v: string) => unknown }): Promise<Array<{ v: unknown; t: string }>> {
   // format('%s', v) runs the type's output function: exactly what psql would show.
-  const r = await client.query(`select v::${type} as v, format('%s', v::${type}) as t from unnest($1::text[]) with ordinality as x(v, n) order by n`, [literals])
+  const r = await client.query({ text: `select v::${type} as v, format('%s', v::${type}) as t from unnest($1::text[]) with ordinality as x(v, n) order by n`, values: [literals], types: parsers })
   assert.equal(r.rows.length, literals.length)
   return r.rows
 }
@@ -148,15 +148,19 @@ describe('results: scalar types', () => {
     assert.equal(row.b, Infinity)
   })
 
-  test('date, time, timetz and interval arrive as the strings PostgreSQL prints, no time-zone guessing', async () => {
+  test('date and interval arrive as pg parses them (local midnight, an interval object); time and timetz as PostgreSQL prints them', async () => {
     const row = await one(
       client(),
       `select '2024-02-29'::date as a, '13:04:05.5'::time as b, '13:04:05.5+05:30'::timetz as c,
               '1 year 2 mons 3 days 04:05:06'::interval as d, 'infinity'::date as e, '0044-03-15 BC'::date as f`,
     )
     assert.deepEqual(row, {
-      a: '2024-02-29', b: '13:04:05.5', c: '13:04:05.5+05:30', d: '1 year 2 mons 3 days 04:05:06', e: 'infinity', f: '0044-03-15 BC',
+      a: new Date(2024, 1, 29), b: '13:04:05.5', c: '13:04:05.5+05:30', d: types.getTypeParser(1186)('1 year 2 mons 3 days 04:05:06'),
+      e: Infinity, f: types.getTypeParser(1082)('0044-03-15 BC'),
     })
+    assert.equal(row.d.constructor.name, 'PostgresInterval')
+    assert.deepEqual({ ...row.d }, { years: 1, months: 2, days: 3, hours: 4, minutes: 5, seconds: 6 })
+    assert.equal(row.f.getFullYear(), -43)
     const cases: Record<string, string[]> = {
       date: ['1970-01-01', '0001-01-01', '9999-12-31', '1900-02-28', '-infinity'],
       time: ['00:00:00', '23:59:59.999999', '24:00:00', '00:00:00.000001'],
@@ -164,10 +168,11 @@ describe('results: scalar types', () => {
       interval: ['0', '-1 day', '-1 day +02:00:00', '1 day -02:00:00', '-13 months', '1 mon -1 day', '00:00:00.5', '-00:00:00.5', '100 hours', '-1 year -2 mons +3 days -04:05:06'],
     }
     for (const [type, literals] of Object.entries(cases)) {
-      for (const { v, t } of await decodedAndPrinted(client(), type, literals)) {
-        assert.equal(typeof v, 'string')
-        assert.equal(v, t, `${type}`)
-      }
+      // The values equal the default parser's reading of the server's text; a custom parser (here
+      // the identity) is handed exactly that text.
+      const parse = types.getTypeParser(({ date: 1082, time: 1083, timetz: 1266, interval: 1186 } as Record<string, number>)[type])
+      for (const { v, t } of await decodedAndPrinted(client(), type, literals)) assert.deepEqual(v, parse(t), `${type} ${t}`)
+      for (const { v, t } of await decodedAndPrinted(client(), type, literals, { getTypeParser: () => (x: string) => x })) assert.equal(v, t, `${type}`)
     }
   })
 
@@ -184,9 +189,10 @@ describe('results: scalar types', () => {
     }
   })
 
-  test('types without a JavaScript mapping arrive as some string', async () => {
-    const row = await one(client(), `select '(1,2)'::point as a, 'a fat cat'::tsvector as b`)
-    assert.equal(typeof row.a, 'string')
+  test('point and circle arrive as pg parses them; types without a JavaScript mapping as strings', async () => {
+    const row = await one(client(), `select '(1,2)'::point as a, 'a fat cat'::tsvector as b, '<(1,2),3>'::circle as c`)
+    assert.deepEqual(row.a, { x: 1, y: 2 })
+    assert.deepEqual(row.c, { x: 1, y: 2, radius: 3 })
     assert.equal(typeof row.b, 'string')
   })
 
@@ -321,10 +327,10 @@ describe('results: arrays', () => {
     )
     assert.deepEqual(row, {
       a: [true, false, null],
-      b: ['1.50', 'NaN', null],
+      b: [1.5, NaN, null],
       c: [{ x: [1] }, null, 's'],
-      d: ['2024-02-29', null],
-      e: ['1 day 02:00:00'],
+      d: [new Date(2024, 1, 29), null],
+      e: [types.getTypeParser(1186)('1 day 02:00:00')],
       f: ['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'],
       g: ['10.0.0.1', '10.0.0.0/8'],
     })
@@ -406,7 +412,8 @@ describe('parameters: round-trips', () => {
     assert.ok(row.b instanceof Date)
     assert.equal(row.b.getTime(), d.getTime())
     assert.equal(row.c.getTime(), 0)
-    assert.equal(row.d, '2024-02-29')
+    assert.ok(row.d instanceof Date)
+    assert.equal(row.d.getTime(), new Date(2024, 1, 29).getTime())
   })
 
   test('Buffers, Uint8Arrays and bare ArrayBuffers round-trip through bytea', async () => {

@@ -14,7 +14,7 @@ keepAlive.unref()
 
 /** One client's queries in flight and the statements it has been told about. */
 function makeInbox() {
-  return { waiting: new Map(), shapes: new Map(), forgetting: [], lastId: 0 }
+  return { waiting: new Map(), shapes: new Map(), forgetting: [], lastId: 0, onEvent: null }
 }
 
 /** Registers query `id`; its outcome settles the returned promise. */
@@ -31,7 +31,7 @@ function columnView(d, kind, element, n, nullsAt, at) {
   const c = { kind, element, nulls: undefined, numbers: undefined, bigints: undefined, text: undefined, offsets: undefined, bytes: undefined }
   if (nullsAt >= 0) c.nulls = d.nulls.subarray(nullsAt, nullsAt + n)
   switch (kind) {
-    case kinds.TEXT: case kinds.JSON: case kinds.ARRAY:
+    case kinds.TEXT: case kinds.JSON: case kinds.ARRAY: case kinds.INTERVAL: case kinds.POINT: case kinds.CIRCLE:
       c.text = d.text ?? ''
       c.offsets = d.offsets.subarray(at, at + n + 1)
       break
@@ -64,6 +64,13 @@ function deliver(inbox, d) {
 }
 
 function settle(inbox, d) {
+  // Notices before the outcomes they came with; the end of the connection after them.
+  if (d.notices && inbox.onEvent) for (const n of d.notices) inbox.onEvent('notice', n)
+  settleQueries(inbox, d)
+  if (d.closed && inbox.onEvent) inbox.onEvent('closed', d.closed)
+}
+
+function settleQueries(inbox, d) {
   if (d.shapes) for (const s of d.shapes) inbox.shapes.set(s.id, shapeOf(s))
   if (d.forget) inbox.forgetting.push({ ids: d.forget, horizon: inbox.lastId })
   const head = d.head
@@ -105,11 +112,14 @@ function settle(inbox, d) {
   }
 }
 
-/** Appends the rows of a delivered result to `rows`, with a row builder cached per statement. */
-function appendShapeRows(shape, columns, n, arrayMode, rows) {
+/**
+ * Appends the rows of a delivered result to `rows`, with a row builder cached per statement.
+ * `parsers`: per column a parser for the server's text, or `null` (see `parsersFor`).
+ */
+function appendShapeRows(shape, columns, n, arrayMode, rows, parsers) {
   if (n === 0) return
   let fn
-  if (columns.length <= 30) {
+  if (columns.length <= 30 && parsers === null) {
     let key = arrayMode ? 1 : 0
     for (let k = 0; k < columns.length; k++) if (columns[k].nulls !== undefined) key += 2 ** (k + 1)
     fn = shape.builders.get(key)
@@ -118,9 +128,9 @@ function appendShapeRows(shape, columns, n, arrayMode, rows) {
       shape.builders.set(key, fn)
     }
   } else {
-    fn = builderFor(shape.fields, columns, arrayMode)
+    fn = builderFor(shape.fields, columns, arrayMode, parsers)
   }
-  fn(columns, n, rows, helpers)
+  fn(columns, n, rows, helpers, parsers)
 }
 
 module.exports = { makeInbox, expect, deliver, appendShapeRows }

@@ -11,10 +11,23 @@ const MAX_ARRAY_DIMENSIONS = 6
 // toPostgres() calls that never ends is an error with a code, not a stack overflow.
 const MAX_NESTING = 64
 
+// Read when a Date is sent (pg's `defaults.parseInputDatesAsUTC`); set by lib/defaults.js.
+let defaultsRef = null
+const setDefaults = (d) => (defaultsRef = d)
+
+// UTC with +00:00, as node-postgres sends Dates when `defaults.parseInputDatesAsUTC` is set.
+function dateToStringUTC(d) {
+  let year = d.getUTCFullYear()
+  const bc = year < 1
+  if (bc) year = Math.abs(year) + 1
+  return `${pad(year, 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}+00:00${bc ? ' BC' : ''}`
+}
+
 // Local time with its offset, as node-postgres sends Dates, so `timestamp` columns (read back
 // in local time) round-trip.
 function dateToString(d) {
   if (Number.isNaN(d.getTime())) return undefined
+  if (defaultsRef !== null && defaultsRef.parseInputDatesAsUTC) return dateToStringUTC(d)
   let offset = -d.getTimezoneOffset()
   const sign = offset >= 0 ? '+' : '-'
   offset = Math.abs(offset)
@@ -78,7 +91,7 @@ function encode(v, index, seen) {
       if (typeof v.toPostgres === 'function') {
         if (seen.has(v)) throw invalidParameter(index, 'toPostgres() leads back to the same object (a cycle): return a string, number, Date, Buffer, array or plain object')
         enter(v, index, seen)
-        const s = encode(v.toPostgres(), index, seen)
+        const s = encode(v.toPostgres(prepareValue), index, seen)
         seen.delete(v)
         return s
       }
@@ -105,4 +118,15 @@ function encodeParams(values) {
   return out
 }
 
-module.exports = { encodeParams, dateToString }
+/**
+ * One value as pg's `prepareValue` gives it: `null`, a Buffer for bytes, else PostgreSQL text.
+ * Throws `INVALID_PARAMETER` where pg would send something the server cannot read.
+ */
+function prepareValue(v) {
+  if (v === null || v === undefined) return null
+  if (Buffer.isBuffer(v)) return v
+  if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+  return encode(v, 0, new Set())
+}
+
+module.exports = { encodeParams, dateToString, prepareValue, setDefaults }

@@ -1,9 +1,13 @@
 'use strict'
-// A pool with node-postgres's names and shapes. `pool.query` spreads queries over connections and,
-// once `max` are open, pipelines onto the least busy one; `pool.connect()` hands out a connection
+// A pool with node-postgres's (pg-pool's) surface: `connect([cb])` hands out a Client with
+// `release()`, `query([cb])`, `end([cb])`, its events and counts, `options` with the password
+// hidden, subclassable with `this.Client`. `pool.query` spreads queries over connections and,
+// once `max` are open, pipelines onto the least busy one; `pool.connect()` hands a connection out
 // exclusively. Every new connection gets its own password/token (the Client asks for one).
 
+const EventEmitter = require('node:events')
 const { debug } = require('./debug')
+const { DsqlTunnelError, invalidArgument, invalidConfig } = require('./errors')
 
 const END_GRACE_MILLIS = 5000
 // A connection idle longer than this is checked with a round trip before it is handed out: the
@@ -20,54 +24,26 @@ const ADMISSION = new Set(['53300', '53400'])
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const jittered = (ms) => ms * (0.75 + Math.random() * 0.5)
+const poolError = (code, message, cause) => new DsqlTunnelError(code, message, cause ? { cause } : undefined)
+const ended = () => poolError('POOL_ENDED', 'Cannot use a pool after calling end on the pool: create a new pool to run more queries')
 
-function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
-  const poolError = (code, message, cause) => new DsqlTunnelError(code, message, cause ? { cause } : undefined)
-  const ended = () => poolError('POOL_ENDED', 'the pool was ended with end(): create a new pool to run more queries')
+/** Defines `name` on `target` as a non-enumerable accessor: readable and writable, never shown. */
+function hideSecret(target, name, value) {
+  let held = value
+  Object.defineProperty(target, name, { configurable: true, enumerable: false, get: () => held, set: (v) => (held = v) })
+}
 
-  /** A connection checked out with `pool.connect()`; give it back with `release()`. */
-  class PoolClient {
-    #entry
-    #release
-    constructor(entry, release) {
-      this.#entry = entry
-      this.#release = release
-    }
-    #client() {
-      if (!this.#entry) throw poolError('CLIENT_RELEASED', 'this client was released to the pool: check out another with pool.connect()')
-      return this.#entry.client
-    }
-    async query(text, values, options) {
-      return this.#client().query(text, values, options)
-    }
-    async transaction(fn, options) {
-      return this.#client().transaction(fn, options)
-    }
-    stream(text, values, options) {
-      return this.#client().stream(text, values, options)
-    }
-    async cancel() {
-      return this.#client().cancel()
-    }
-    get isOpen() {
-      return this.#entry ? this.#entry.client.isOpen : false
-    }
-    /** Returns the connection to the pool; with an error (or `true`), closes it instead. */
-    release(err) {
-      if (!this.#entry) throw poolError('CLIENT_RELEASED', 'release() was called twice for the same client')
-      const entry = this.#entry
-      this.#entry = null
-      this.#release(entry, Boolean(err))
-    }
-  }
+/** `{ callback, result }`: the callback given, or one settling the returned promise. */
+function promised(callback) {
+  if (typeof callback === 'function') return { callback, result: undefined }
+  let resolve, reject
+  const result = new Promise((res, rej) => ((resolve = res), (reject = rej)))
+  return { callback: (err, value) => (err ? reject(err) : resolve(value)), result }
+}
 
-  class Pool {
-    #config
-    #max
-    #idleTimeout
-    #lifetime
-    #acquireTimeout
-    #entries = new Set()
+function makePool(DefaultClient) {
+  class Pool extends EventEmitter {
+    #entries = new Map()
     #creating = 0
     #waiters = []
     #ending = null
@@ -78,16 +54,36 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     #backoffRound = 0
 
     /**
-     * @param {object | string} [config] Client options plus `max` (10), `idleTimeoutMillis` (600000),
-     *   `maxLifetimeSeconds` (3300), `connectionTimeoutMillis` (10000: bounds waiting for a connection).
+     * @param {object | string} [options] Client options plus `max` (10), `min` (0),
+     *   `idleTimeoutMillis` (600000), `maxLifetimeSeconds` (3300), `connectionTimeoutMillis`
+     *   (10000: bounds waiting for a connection), `maxUses`, `onConnect`, `Client`.
+     * @param {Function} [Client] the class of the connections (pg-pool's second argument)
      */
-    constructor(config) {
-      config = typeof config === 'string' ? { connectionString: config } : config ?? {}
-      this.#config = config
-      this.#max = config.max ?? 10
-      this.#idleTimeout = config.idleTimeoutMillis ?? 600_000
-      this.#lifetime = (config.maxLifetimeSeconds ?? 3300) * 1000
-      this.#acquireTimeout = config.connectionTimeoutMillis ?? 10_000
+    constructor(options, Client) {
+      super()
+      const given = typeof options === 'string' ? { connectionString: options } : options ?? {}
+      this.options = Object.assign({}, given)
+      // Hidden so they never show up in logs, stack traces or console.log(pool.options), not
+      // even with showHidden: accessors, whose values inspect() does not read.
+      if ('password' in given) hideSecret(this.options, 'password', given.password)
+      if ('credentials' in given) hideSecret(this.options, 'credentials', given.credentials)
+      if (given.ssl && typeof given.ssl === 'object' && given.ssl.key) {
+        this.options.ssl = { ...given.ssl }
+        hideSecret(this.options.ssl, 'key', given.ssl.key)
+      }
+      const o = this.options
+      o.max = o.max || o.poolSize || 10
+      o.min = o.min || 0
+      o.maxUses = o.maxUses || Infinity
+      o.allowExitOnIdle = o.allowExitOnIdle || false
+      o.idleTimeoutMillis ??= 600_000
+      o.maxLifetimeSeconds ??= 3300
+      o.connectionTimeoutMillis ??= 10_000
+      this.log = o.log || function () {}
+      this.Client = o.Client || Client || DefaultClient
+      this.Promise = o.Promise || Promise
+      this.ending = false
+      this.ended = false
     }
 
     get totalCount() {
@@ -95,23 +91,64 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
     get idleCount() {
       let n = 0
-      for (const e of this.#entries) if (e.inflight === 0 && !e.exclusive) n++
+      for (const e of this.#entries.values()) if (e.inflight === 0 && !e.exclusive) n++
       return n
     }
     get waitingCount() {
       return this.#waiters.length
     }
-
-    #check() {
-      const bad = (name, what) => invalidConfig(name, `option ${name} must be ${what}`)
-      if (!Number.isInteger(this.#max) || this.#max < 1) throw bad('max', 'a whole number of at least 1')
-      if (!(this.#idleTimeout >= 0)) throw bad('idleTimeoutMillis', 'a number of milliseconds (0: never)')
-      if (!(this.#lifetime >= 0)) throw bad('maxLifetimeSeconds', 'a number of seconds (0: no limit)')
-      if (!(this.#acquireTimeout >= 0)) throw bad('connectionTimeoutMillis', 'a number of milliseconds (0: wait forever)')
+    get expiredCount() {
+      let n = 0
+      for (const e of this.#entries.values()) if (e.retired) n++
+      return n
     }
 
-    /** Acquire, run, release. */
-    async query(text, values, options) {
+    #check() {
+      const o = this.options
+      const bad = (name, what) => invalidConfig(name, `option ${name} must be ${what}`)
+      if (!Number.isInteger(o.max) || o.max < 1) throw bad('max', 'a whole number of at least 1')
+      if (!(o.idleTimeoutMillis >= 0)) throw bad('idleTimeoutMillis', 'a number of milliseconds (0: never)')
+      if (!(o.maxLifetimeSeconds >= 0)) throw bad('maxLifetimeSeconds', 'a number of seconds (0: no limit)')
+      if (!(o.connectionTimeoutMillis >= 0)) throw bad('connectionTimeoutMillis', 'a number of milliseconds (0: wait forever)')
+    }
+
+    /**
+     * Acquire, run, release: `query(text, [values], [callback])`, or a query config. Without a
+     * callback, returns a promise of the result.
+     */
+    query(text, values, callback) {
+      if (typeof text === 'function') {
+        const r = promised(text)
+        setImmediate(() => r.callback(invalidArgument('Passing a function as the first parameter to pool.query is not supported')))
+        return r.result
+      }
+      let options
+      if (typeof values === 'function') {
+        callback = values
+        values = undefined
+      } else if (callback !== null && typeof callback === 'object') {
+        options = callback
+        callback = undefined
+      }
+      if (text !== null && typeof text === 'object' && typeof text.callback === 'function' && !callback) callback = text.callback
+      const r = promised(callback)
+      this.#query(text, values, options).then((res) => r.callback(undefined, res), (err) => r.callback(err))
+      return r.result
+    }
+
+    async #query(text, values, options) {
+      // A subclass that overrides connect() decides how connections are handed out.
+      if (this.connect !== Pool.prototype.connect) {
+        const client = await this.connect()
+        try {
+          const res = await client.query(text, values, options)
+          client.release()
+          return res
+        } catch (err) {
+          client.release(!client.isOpen)
+          throw err
+        }
+      }
       for (let attempt = 1; ; attempt++) {
         const entry = await this.#acquire(false)
         try {
@@ -138,10 +175,29 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
       })()
     }
 
-    /** Checks a connection out exclusively (transactions, session state). */
-    async connect() {
+    /**
+     * Checks a connection out exclusively (transactions, session state): a Client with
+     * `release([err | true])`. With a callback, calls it with `(err, client, release)`.
+     */
+    connect(callback) {
+      const r = promised(callback)
+      this.#connect().then(
+        (client) => (callback ? r.callback(undefined, client, client.release) : r.callback(undefined, client)),
+        (err) => (callback ? r.callback(err, undefined, () => {}) : r.callback(err)),
+      )
+      return r.result
+    }
+
+    async #connect() {
       const entry = await this.#acquire(true)
-      return new PoolClient(entry, (e, discard) => this.#releaseExclusive(e, discard))
+      const client = entry.client
+      let released = false
+      client.release = (err) => {
+        if (released) throw poolError('CLIENT_RELEASED', 'Release called on client which has already been released to the pool.')
+        released = true
+        this.#releaseExclusive(entry, err)
+      }
+      return client
     }
 
     /** `client.transaction` on a checked-out connection, released afterwards. */
@@ -156,38 +212,45 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     /** Stops new work, lets work in flight finish (up to 5 s), closes every connection. */
-    end() {
+    end(callback) {
+      this.ending = true
       this.#ending ??= (async () => {
         for (const w of this.#waiters.splice(0)) {
           clearTimeout(w.timer)
           w.reject(ended())
         }
         const deadline = Date.now() + END_GRACE_MILLIS
-        while (Date.now() < deadline && (this.#creating > 0 || [...this.#entries].some((e) => e.inflight > 0 || e.exclusive))) {
+        while (Date.now() < deadline && (this.#creating > 0 || [...this.#entries.values()].some((e) => e.inflight > 0 || e.exclusive))) {
           await sleep(10)
         }
-        await Promise.all([...this.#entries].map((e) => this.#close(e)))
+        await Promise.all([...this.#entries.values()].map((e) => this.#close(e)))
+        this.ended = true
       })()
+      if (typeof callback === 'function') {
+        this.#ending.then(() => callback(), callback)
+        return undefined
+      }
       return this.#ending
     }
 
     async #acquire(exclusive) {
       if (this.#ending) throw ended()
       this.#check()
-      const deadline = this.#acquireTimeout > 0 ? Date.now() + this.#acquireTimeout : 0
+      const timeout = this.options.connectionTimeoutMillis
+      const deadline = timeout > 0 ? Date.now() + timeout : 0
       const entry = this.#pick(exclusive)
       if (entry) {
         const stale = entry.inflight === 0 && Date.now() - entry.idleSince > VALIDATE_AFTER_IDLE_MILLIS
         this.#take(entry, exclusive)
         return stale ? this.#validate(entry, exclusive) : entry
       }
-      if (this.totalCount < this.#max) return this.#create(deadline, exclusive)
+      if (this.totalCount < this.options.max) return this.#create(deadline, exclusive)
       return new Promise((resolve, reject) => {
         const waiter = { exclusive, resolve, reject, deadline, timer: null }
         if (deadline) {
           waiter.timer = setTimeout(() => {
             this.#waiters.splice(this.#waiters.indexOf(waiter), 1)
-            reject(poolError('POOL_TIMEOUT', `no connection became free within ${this.#acquireTimeout} ms (max ${this.#max}, all busy): raise max or connectionTimeoutMillis`))
+            reject(poolError('POOL_TIMEOUT', `timeout exceeded when trying to connect: no connection became free within ${timeout} ms (max ${this.options.max}, all busy): raise max or connectionTimeoutMillis`))
           }, deadline - Date.now())
         }
         this.#waiters.push(waiter)
@@ -213,7 +276,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
       const now = Date.now()
       for (;;) {
         let best = null
-        for (const e of this.#entries) {
+        for (const e of this.#entries.values()) {
           // Timers can fire late (a thawed Lambda runs I/O callbacks first): check the deadline too.
           if (!e.retired && now >= e.expiresAt) this.#retire(e)
           if (e.retired || e.exclusive || e.dead) continue
@@ -223,7 +286,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
           }
           if (!exclusive && (best === null || e.inflight < best.inflight)) best = e
         }
-        if (best === null || (best.inflight > 0 && this.totalCount < this.#max)) return null
+        if (best === null || (best.inflight > 0 && this.totalCount < this.options.max)) return null
         if (best.client.isOpen) return best
         if (best.inflight === 0) this.#close(best)
         else best.dead = true
@@ -233,7 +296,17 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     #take(entry, exclusive) {
       if (exclusive) entry.exclusive = true
       else entry.inflight++
+      entry.uses++
+      this.emit('acquire', entry.client)
       return entry
+    }
+
+    #newClient(remaining) {
+      const options = { ...this.options }
+      if ('password' in this.options) options.password = this.options.password
+      if ('credentials' in this.options) options.credentials = this.options.credentials
+      if (remaining) options.connectionTimeoutMillis = remaining
+      return new this.Client(options)
     }
 
     // Opens a connection and takes it for the caller in the same step: anything in between (the
@@ -247,15 +320,23 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
           // A query accepted before end() gets its connection; retries stop once the pool ends.
           if (this.#ending && attempt > 1) throw ended()
           const remaining = deadline ? deadline - Date.now() : 0
-          if (deadline && remaining <= 0) throw poolError('POOL_TIMEOUT', `could not open a connection within ${this.#acquireTimeout} ms`)
-          const client = new Client({ ...this.#config, ...(deadline ? { connectionTimeoutMillis: remaining } : {}) })
+          if (deadline && remaining <= 0) throw poolError('POOL_TIMEOUT', `timeout exceeded when trying to connect: could not open a connection within ${this.options.connectionTimeoutMillis} ms`)
+          const client = this.#newClient(remaining)
           // The server's clock for its connection limit starts before ours would after connecting.
           const startedAt = Date.now()
           const round = this.#backoffRound
           try {
             await client.connect()
+            if (typeof this.options.onConnect === 'function') {
+              try {
+                await this.options.onConnect(client)
+              } catch (hookErr) {
+                await client.end().catch(() => {})
+                throw Object.assign(hookErr, { fromHook: true })
+              }
+            }
           } catch (err) {
-            if (!TRANSIENT.has(err.code)) throw err
+            if (err.fromHook || !TRANSIENT.has(err.code)) throw err
             // Back off before any connection attempt of this pool, not only this one.
             if (round === this.#backoffRound) {
               this.#backoffRound++
@@ -267,7 +348,9 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
             continue
           }
           this.#backoff = 0
-          return this.#take(this.#track(client, startedAt), exclusive)
+          const entry = this.#track(client, startedAt)
+          this.emit('connect', client)
+          return this.#take(entry, exclusive)
         }
       } finally {
         this.#creating--
@@ -276,15 +359,29 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
 
     #track(client, startedAt) {
-      debug('pool-open', { total: this.#entries.size + 1, max: this.#max })
-      const entry = { client, inflight: 0, exclusive: false, retired: false, dead: false, idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity }
-      if (this.#lifetime > 0) {
+      debug('pool-open', { total: this.#entries.size + 1, max: this.options.max })
+      const entry = {
+        client, inflight: 0, exclusive: false, retired: false, dead: false, uses: 0,
+        idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity, onError: null,
+      }
+      // A connection that fails while nobody holds it: dropped, and told as the pool's `error`.
+      entry.onError = (err) => {
+        entry.dead = true
+        if (entry.inflight === 0 && !entry.exclusive) {
+          err.client = client
+          this.#close(entry)
+          if (this.listenerCount('error') > 0) this.emit('error', err, client)
+        }
+      }
+      client.on('error', entry.onError)
+      const lifetime = this.options.maxLifetimeSeconds * 1000
+      if (lifetime > 0) {
         // Up to 10 % early, so connections opened together are not all replaced together.
-        entry.expiresAt = startedAt + this.#lifetime * (1 - Math.random() * 0.1)
+        entry.expiresAt = startedAt + lifetime * (1 - Math.random() * 0.1)
         entry.lifeTimer = setTimeout(() => this.#retire(entry), Math.max(0, entry.expiresAt - Date.now()))
         entry.lifeTimer.unref()
       }
-      this.#entries.add(entry)
+      this.#entries.set(client, entry)
       return entry
     }
 
@@ -296,20 +393,21 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
 
     #idle(entry) {
       // A connection that died while idle is found (and closed) by #pick before anyone gets it.
-      if (entry.retired || entry.dead || this.#ending) return this.#close(entry)
+      if (entry.retired || entry.dead || this.#ending || entry.uses >= this.options.maxUses) return this.#close(entry)
       entry.idleSince = Date.now()
       // One timer per idle spell at most, not one per query: it re-arms itself while the
       // connection keeps being used.
-      if (this.#idleTimeout > 0 && entry.idleTimer === null) this.#armIdle(entry, this.#idleTimeout)
+      if (this.options.idleTimeoutMillis > 0 && entry.idleTimer === null) this.#armIdle(entry, this.options.idleTimeoutMillis)
       this.#dispatch()
     }
 
     #armIdle(entry, after) {
       entry.idleTimer = setTimeout(() => {
         entry.idleTimer = null
-        if (entry.inflight !== 0 || entry.exclusive || !this.#entries.has(entry)) return
-        const left = entry.idleSince + this.#idleTimeout - Date.now()
+        if (entry.inflight !== 0 || entry.exclusive || !this.#entries.has(entry.client)) return
+        const left = entry.idleSince + this.options.idleTimeoutMillis - Date.now()
         if (left > 0) return this.#armIdle(entry, left)
+        if (this.#entries.size <= this.options.min) return
         debug('pool-close', { reason: 'idle' })
         this.#close(entry)
       }, after)
@@ -318,22 +416,28 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
 
     #releaseShared(entry) {
       entry.inflight--
+      this.emit('release', undefined, entry.client)
       if (entry.inflight === 0) this.#idle(entry)
       else this.#dispatch()
     }
 
-    #releaseExclusive(entry, discard) {
+    #releaseExclusive(entry, err) {
       entry.exclusive = false
-      if (discard) this.#close(entry)
+      this.emit('release', err, entry.client)
+      if (err || !entry.client._queryable) this.#close(entry)
       else this.#idle(entry)
     }
 
     #close(entry) {
-      if (!this.#entries.delete(entry)) return Promise.resolve()
+      if (!this.#entries.delete(entry.client)) return Promise.resolve()
       clearTimeout(entry.idleTimer)
       clearTimeout(entry.lifeTimer)
       queueMicrotask(() => this.#dispatch())
-      return entry.client.end()
+      const client = entry.client
+      return client.end().then(() => {
+        client.removeListener('error', entry.onError)
+        this.emit('remove', client)
+      })
     }
 
     #dispatch() {
@@ -344,7 +448,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
           this.#waiters.shift()
           clearTimeout(w.timer)
           w.resolve(this.#take(entry, w.exclusive))
-        } else if (this.totalCount < this.#max) {
+        } else if (this.totalCount < this.options.max) {
           this.#waiters.shift()
           clearTimeout(w.timer)
           this.#create(w.deadline, w.exclusive).then(w.resolve, w.reject)
@@ -355,7 +459,7 @@ function makePool({ Client, DsqlTunnelError, invalidArgument, invalidConfig }) {
     }
   }
 
-  return { Pool, PoolClient }
+  return Pool
 }
 
-module.exports = { makePool }
+module.exports = { makePool, hideSecret }

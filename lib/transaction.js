@@ -52,4 +52,15 @@ async function runTransaction(client, fn, options = {}) {
   }
 }
 
-module.exports = { isOccError, runTransaction }
+function checkTransactionOptions(o) {
+  const { invalidArgument } = require('./errors')
+  if (o === undefined || o === null) return
+  if (typeof o !== 'object') throw invalidArgument('transaction options must be an object')
+  for (const k of ['retries', 'minDelayMillis', 'maxDelayMillis', 'jitter']) {
+    if (o[k] !== undefined && !(typeof o[k] === 'number' && o[k] >= 0)) throw invalidArgument(`transaction option ${k} must be a number >= 0`)
+  }
+  if (o.isolation !== undefined && o.isolation !== 'repeatable read') throw invalidArgument("isolation must be 'repeatable read' (DSQL's only level) or left out")
+  if (o.onRetry !== undefined && typeof o.onRetry !== 'function') throw invalidArgument('onRetry must be a function')
+}
+
+module.exports = { isOccError, runTransaction, checkTransactionOptions }

@@ -87,6 +87,8 @@ pub enum RootCerts {
     System,
     /// A PEM file of one or more CA certificates.
     File(PathBuf),
+    /// CA certificates given as PEM text (pg's `ssl.ca`).
+    Pem(String),
 }
 
 /// Where a resolved value came from (for diagnostics).
@@ -126,6 +128,8 @@ pub struct Config {
     pub sslrootcert_explicit: bool,
     pub sslnegotiation: Negotiation,
     pub application_name: Option<String>,
+    /// Startup options, as libpq's `options` (e.g. `-c search_path=myschema`).
+    pub options: Option<String>,
     /// `None` waits forever (a value of 0, as in libpq and pg).
     pub connect_timeout: Option<Duration>,
     /// Region to sign tokens for: the `region` option, else the hostname's, else `AWS_REGION` /
@@ -190,6 +194,7 @@ const SETTINGS: &[Setting] = &[
     Setting { option: "sslrootcert", key: "sslrootcert", env: "PGSSLROOTCERT" },
     Setting { option: "sslnegotiation", key: "sslnegotiation", env: "PGSSLNEGOTIATION" },
     Setting { option: "applicationName", key: "application_name", env: "PGAPPNAME" },
+    Setting { option: "options", key: "options", env: "PGOPTIONS" },
     Setting { option: "connectionTimeoutMillis", key: "connect_timeout", env: "PGCONNECT_TIMEOUT" },
 ];
 
@@ -326,6 +331,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
     let rootcert = pick("sslrootcert");
     note("sslrootcert", &rootcert);
     let (sslrootcert, sslrootcert_explicit) = match &rootcert {
+        None if non_empty(inputs.options.get("ca")).is_some() => {
+            (RootCerts::Pem(non_empty(inputs.options.get("ca")).unwrap_or_default()), true)
+        }
         None => (RootCerts::Bundled, false),
         Some(p) if p.value.trim() == "system" => {
             if sslmode != SslMode::VerifyFull {
@@ -350,6 +358,8 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
 
     let app = pick("applicationName");
     note("applicationName", &app);
+    let startup_options = pick("options");
+    note("options", &startup_options);
 
     let timeout = pick("connectionTimeoutMillis");
     note("connectionTimeoutMillis", &timeout);
@@ -395,7 +405,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
 
     // The startup packet and the password message carry NUL-terminated strings: a NUL inside
     // cannot be sent. Caught here, it is the caller's error, not a connection lost during set-up.
-    for p in [&user, &database, &password, &app].into_iter().flatten() {
+    for p in [&user, &database, &password, &app, &startup_options].into_iter().flatten() {
         if p.value.contains('\0') {
             let hint = if p.name.ends_with("password") || p.name == "PGPASSWORD" {
                 " (a corrupted token or password?)"
@@ -425,19 +435,20 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         sslrootcert_explicit,
         sslnegotiation,
         application_name: app.map(|p| p.value),
+        options: startup_options.map(|p| p.value),
         connect_timeout,
         sources,
     })
 }
 
 const ACCEPTED_KEYS: &str = "host hostaddr port user password dbname sslmode sslrootcert sslnegotiation \
-                             application_name connect_timeout";
+                             application_name options connect_timeout";
 
 /// Names an unknown key only when it looks like one (an unquoted password with a space can make
 /// part of it read as a key).
 fn shown(key: &str) -> String {
     let looks_like_key = key.len() <= 32 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    let known_elsewhere = ["ssl", "sslcert", "sslkey", "options", "target_session_attrs", "channel_binding"];
+    let known_elsewhere = ["ssl", "sslcert", "sslkey", "target_session_attrs", "channel_binding"];
     if looks_like_key && (known_elsewhere.contains(&key) || key.contains('_')) {
         format!(" ({key:?})")
     } else {

@@ -15,6 +15,36 @@ use tokio_postgres::config::{SslMode as PgSslMode, SslNegotiation};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+/// What the server says outside of any query's answer.
+#[derive(Debug)]
+pub enum Event {
+    /// A NoticeResponse (a warning or information, not an error).
+    Notice(Box<ServerError>),
+    /// The connection ended: the reason, when it did not end cleanly.
+    Closed(Option<Error>),
+}
+
+/// Receives a connection's [`Event`]s, on whatever thread drives the socket.
+pub type Events = Box<dyn Fn(Event) + Send + Sync>;
+
+/// Run-time parameters the server reports at start-up (ParameterStatus), in the order clients
+/// usually look at them. tokio-postgres keeps them by name only.
+const REPORTED_PARAMETERS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+];
+
 /// An open connection: the client half, and what drives the socket.
 pub struct Session {
     pub client: tokio_postgres::Client,
@@ -23,6 +53,8 @@ pub struct Session {
     pub timings: Timings,
     /// Set when the server's bytes stopped being PostgreSQL protocol (then the task ended).
     pub desync: Desync,
+    /// The ParameterStatus values the server sent during start-up.
+    pub parameters: Vec<(String, String)>,
 }
 
 /// How long each phase of opening a connection took (for diagnostics).
@@ -39,7 +71,12 @@ pub struct Timings {
 
 /// Opens a connection. Without a password, a DSQL token is minted for it (from `credentials`
 /// when given, else the AWS credential chain); a static token is checked before any dialling.
-pub async fn connect(config: &Config, tls: &ClientConfig, credentials: Option<&Credentials>) -> Result<Session, Error> {
+pub async fn connect(
+    config: &Config,
+    tls: &ClientConfig,
+    credentials: Option<&Credentials>,
+    events: Option<Events>,
+) -> Result<Session, Error> {
     let work = async {
         // Asked before the password is filled in: a configured password means no minting.
         let mints = config.mints_tokens();
@@ -49,7 +86,7 @@ pub async fn connect(config: &Config, tls: &ClientConfig, credentials: Option<&C
         let token_time = if minted { started.elapsed() } else { Duration::ZERO };
         let is_token = password.as_ref().is_some_and(|p| token::decode(p.expose()).is_some());
         let hint = |e| if is_token { token::with_auth_hint(e) } else { e };
-        let mut session = handshake(config, tls, password.as_ref()).await.map_err(hint)?;
+        let mut session = handshake(config, tls, password.as_ref(), events).await.map_err(hint)?;
         (session.timings.minted, session.timings.token) = (minted, token_time);
         Ok(session)
     };
@@ -62,7 +99,12 @@ pub async fn connect(config: &Config, tls: &ClientConfig, credentials: Option<&C
     }
 }
 
-async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret>) -> Result<Session, Error> {
+async fn handshake(
+    config: &Config,
+    tls: &ClientConfig,
+    password: Option<&Secret>,
+    events: Option<Events>,
+) -> Result<Session, Error> {
     {
         let started = Instant::now();
         let stream = dial(config).await?;
@@ -82,6 +124,9 @@ async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret
         if let Some(app) = &config.application_name {
             pg.application_name(app);
         }
+        if let Some(o) = &config.options {
+            pg.options(o);
+        }
         // The value of host is the TLS name (SNI and verification); TCP already went to hostaddr.
         let mut make = MakeRustlsConnect::new(tls.clone());
         let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
@@ -89,15 +134,43 @@ async fn handshake(config: &Config, tls: &ClientConfig, password: Option<&Secret
         // Inside TLS every message header is checked, so bytes that are not PostgreSQL fail at once.
         let desync = Desync::default();
         let checked = CheckedConnect { tls: connector, desync: desync.clone() };
-        let (client, connection) = pg.connect_raw(stream, checked).await.map_err(|e| match desync.violation() {
+        let (client, mut connection) = pg.connect_raw(stream, checked).await.map_err(|e| match desync.violation() {
             Some(v) => Error::Protocol { detail: v.to_string() },
             None => classify(e, config, true),
         })?;
         let timings = Timings { dial: dialled - started, handshake: dialled.elapsed(), ..Default::default() };
-        let (driver, task) = crate::driver::Driver::start(async move {
-            let _ = connection.await;
-        });
-        Ok(Session { client, driver, task, timings, desync })
+        let parameters = REPORTED_PARAMETERS
+            .iter()
+            .filter_map(|&name| connection.parameter(name).map(|v| (name.to_string(), v.to_string())))
+            .collect();
+        let watch = desync.clone();
+        let (driver, task) = crate::driver::Driver::start(std::future::poll_fn(move |cx| loop {
+            match connection.poll_message(cx) {
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+                std::task::Poll::Ready(Some(Ok(message))) => {
+                    if let (tokio_postgres::AsyncMessage::Notice(n), Some(events)) = (message, &events) {
+                        events(Event::Notice(Box::new(server_error(&n))));
+                    }
+                }
+                std::task::Poll::Ready(end) => {
+                    if let Some(events) = &events {
+                        let why = match end {
+                            Some(Err(e)) => Some(match watch.violation() {
+                                Some(v) => Error::Protocol { detail: v.to_string() },
+                                None => match e.as_db_error() {
+                                    Some(db) => Error::Server(Box::new(server_error(db))),
+                                    None => Error::ConnectionLost { detail: e.to_string(), sent: true },
+                                },
+                            }),
+                            _ => None,
+                        };
+                        events(Event::Closed(why));
+                    }
+                    return std::task::Poll::Ready(());
+                }
+            }
+        }));
+        Ok(Session { client, driver, task, timings, desync, parameters })
     }
 }
 

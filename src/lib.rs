@@ -13,6 +13,7 @@
 //! - `query`    one round trip per query, statement cache, columnar chunks
 //! - `driver`   a connection's socket and queries, polled by tokio or by Node's thread after it queues
 //! - `value`    PostgreSQL binary values → columnar buffers for JavaScript
+//! - `pgtext`   PostgreSQL's text output of any value, from its binary form (custom type parsers)
 //! - `napi`     the JavaScript surface (generated typings: `binding.d.ts`)
 #![deny(clippy::all)]
 // napi-rs macros generate their own `unsafe` (and allow it locally); we write none.
@@ -24,6 +25,7 @@ pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod framing;
+pub mod pgtext;
 pub mod query;
 pub mod tls;
 pub mod token;

@@ -9,7 +9,7 @@ use crate::framing::Desync;
 use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder, Kind};
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, Kind as PgKind, ToSql, Type};
@@ -34,6 +34,8 @@ pub struct Field {
     pub table_oid: u32,
     pub column_id: i16,
     pub type_modifier: i32,
+    /// pg_type.typlen: bytes of a fixed-size type, -1 for variable size, -2 for C strings.
+    pub type_size: i16,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +90,8 @@ pub struct Prepared {
     pub fields: Vec<Field>,
     /// Per column: how values travel (`Kind`), and the element kind of arrays.
     pub kinds: Vec<(Kind, Option<Kind>)>,
+    /// Per column: how values are decoded (fixed for the statement, so its kinds hold).
+    pub decoders: Vec<Decoder>,
     pub command: Option<String>,
     /// Whether JavaScript has been told the fields yet.
     pub announced: AtomicBool,
@@ -96,16 +100,12 @@ pub struct Prepared {
 static NEXT_PREPARED: AtomicU32 = AtomicU32::new(1);
 
 impl Prepared {
-    fn new(statement: Statement, sql: &str, decode: DecodeOptions) -> Prepared {
-        let kinds = statement
-            .columns()
-            .iter()
-            .map(|c| {
-                let d = Decoder::for_type(c.type_(), decode);
-                (d.kind(), d.element_kind())
-            })
-            .collect();
+    fn new(statement: Statement, sql: &str, decode: DecodeOptions, text_oids: &HashSet<u32>) -> Prepared {
+        let decoders: Vec<Decoder> =
+            statement.columns().iter().map(|c| Decoder::for_column(c.type_(), decode, text_oids)).collect();
+        let kinds = decoders.iter().map(|d| (d.kind(), d.element_kind())).collect();
         Prepared {
+            decoders,
             id: NEXT_PREPARED.fetch_add(1, Ordering::Relaxed),
             fields: fields(statement.columns()),
             kinds,
@@ -154,6 +154,12 @@ impl StatementCache {
             }
         }
     }
+    /// Drops every statement (their decoders no longer fit the column types wanted as text).
+    fn clear(&mut self) {
+        self.forgotten.extend(self.map.drain().map(|(_, p)| p.id));
+        self.order.clear();
+        self.bytes = 0;
+    }
     fn remove(&mut self, sql: &str) {
         if let Some(p) = self.map.remove(sql) {
             self.forgotten.push(p.id);
@@ -173,6 +179,8 @@ pub struct Conn {
     pub client: Client,
     pub statements: Mutex<StatementCache>,
     pub decode: DecodeOptions,
+    /// Types whose columns are read as PostgreSQL's text (JavaScript has custom parsers for them).
+    pub text_oids: Mutex<Arc<HashSet<u32>>>,
     /// Where and how to send a CancelRequest: through the same tunnel, with the same TLS name.
     pub config: Arc<crate::config::Config>,
     pub tls: Arc<rustls::ClientConfig>,
@@ -187,7 +195,31 @@ impl Conn {
         tls: Arc<rustls::ClientConfig>,
         decode: DecodeOptions,
     ) -> Conn {
-        Conn { client, statements: Default::default(), decode, config, tls, desync: Desync::default() }
+        Conn {
+            client,
+            statements: Default::default(),
+            decode,
+            text_oids: Default::default(),
+            config,
+            tls,
+            desync: Desync::default(),
+        }
+    }
+
+    /// Sets the types whose columns are read as text; statements prepared for another set are
+    /// dropped from the cache. True when the set changed.
+    pub fn set_text_oids(&self, oids: HashSet<u32>) -> bool {
+        let mut current = self.text_oids.lock().expect("text oids");
+        if **current == oids {
+            return false;
+        }
+        *current = Arc::new(oids);
+        self.statements.lock().expect("statement cache").clear();
+        true
+    }
+
+    fn text_oids(&self) -> Arc<HashSet<u32>> {
+        self.text_oids.lock().expect("text oids").clone()
     }
 
     /// Reports queries that fail because the server's bytes broke framing as `PROTOCOL_ERROR`.
@@ -221,6 +253,7 @@ fn fields(columns: &[Column]) -> Vec<Field> {
             table_oid: c.table_oid().unwrap_or(0),
             column_id: c.column_id().unwrap_or(0),
             type_modifier: c.type_modifier(),
+            type_size: value::type_size(c.type_()),
         })
         .collect()
 }
@@ -270,7 +303,7 @@ async fn run_sendable(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>)
         }
     }
     let (rows, prepared) = start(&conn, &sql, &params, cached).await?;
-    let mut builder = ChunkBuilder::new(prepared.statement.columns(), conn.decode);
+    let mut builder = ChunkBuilder::new(&prepared.decoders);
     let mut result = ResultSet { fields: prepared.fields.clone(), ..Default::default() };
     pin_mut!(rows);
     while let Some(row) = rows.next().await {
@@ -332,7 +365,7 @@ async fn first_rows_sendable(
 ) -> Result<FirstRows, Error> {
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
     let (rows, prepared) = start(conn, &sql, &params, cached).await?;
-    let builder = ChunkBuilder::new(prepared.statement.columns(), conn.decode).with_limit(rows_per_batch.max(1));
+    let builder = ChunkBuilder::new(&prepared.decoders).with_limit(rows_per_batch.max(1));
     let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone(), desync: conn.desync.clone() };
     Ok(match rest.next_batch().await? {
         (chunk, None) => FirstRows { prepared, chunk, row_count: None, rest: Some(rest) },
@@ -460,7 +493,7 @@ async fn start(
         futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed))
     })
     .await;
-    let stmt = Arc::new(Prepared::new(prepared.map_err(query_error)?, sql, conn.decode));
+    let stmt = Arc::new(Prepared::new(prepared.map_err(query_error)?, sql, conn.decode, &conn.text_oids()));
     let rows = executed.map_err(query_error)?;
     conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
     Ok((rows, stmt))
@@ -474,8 +507,8 @@ pub struct ChunkBuilder {
 }
 
 impl ChunkBuilder {
-    fn new(columns: &[Column], decode: DecodeOptions) -> ChunkBuilder {
-        let columns = columns.iter().map(|c| ColumnBuilder::new(Decoder::for_type(c.type_(), decode))).collect();
+    fn new(decoders: &[Decoder]) -> ChunkBuilder {
+        let columns = decoders.iter().map(|d| ColumnBuilder::new(d.clone())).collect();
         ChunkBuilder { columns, rows: 0, limit: CHUNK_ROWS }
     }
 
@@ -547,7 +580,14 @@ async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<R
                     command,
                     fields: names
                         .into_iter()
-                        .map(|name| Field { name, type_oid: 0, table_oid: 0, column_id: 0, type_modifier: -1 })
+                        .map(|name| Field {
+                            name,
+                            type_oid: 0,
+                            table_oid: 0,
+                            column_id: 0,
+                            type_modifier: -1,
+                            type_size: -1,
+                        })
                         .collect(),
                     chunks: Vec::new(),
                 };
@@ -565,7 +605,7 @@ async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<R
                 None => None,
             };
             let types = prepared.as_ref().map(|p| p.columns()).filter(|c| c.len() == result.fields.len());
-            typed_chunk(&mut result, columns, types, conn.decode)?;
+            typed_chunk(&mut result, columns, types, conn.decode, &conn.text_oids())?;
         }
         out.push(result);
     }
@@ -577,6 +617,7 @@ fn typed_chunk(
     columns: TextColumns,
     types: Option<&[Column]>,
     decode: DecodeOptions,
+    text_oids: &HashSet<u32>,
 ) -> Result<(), Error> {
     let rows = columns.first().map_or(0, Vec::len);
     let mut built = Vec::with_capacity(columns.len());
@@ -585,7 +626,7 @@ fn typed_chunk(
             Some(cols) => {
                 let c = &cols[i];
                 result.fields[i] = fields(std::slice::from_ref(c)).remove(0);
-                value::text_decoder(&Decoder::for_type(c.type_(), decode))
+                value::text_decoder(&Decoder::for_column(c.type_(), decode, text_oids))
             }
             None => Decoder::Utf8,
         };

@@ -42,6 +42,17 @@ fn load_roots(roots: &RootCerts) -> Result<Arc<RootCertStore>, Error> {
             }
             Ok(Arc::new(store))
         }
+        RootCerts::Pem(text) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| Error::config("ssl.ca", format!("ssl.ca is not valid PEM: {e}")))?;
+            let mut store = RootCertStore::empty();
+            let (added, _) = store.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(Error::config("ssl.ca", "ssl.ca holds no usable CA certificate"));
+            }
+            Ok(Arc::new(store))
+        }
         RootCerts::File(path) => {
             let shown = path.display();
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)

@@ -30,6 +30,25 @@ pub enum Kind {
     Array = 7,
     /// A `timestamp without time zone`: wall-clock time read in the local time zone, as pg does.
     LocalTimestamp = 8,
+    /// A `date`: `numbers[i]` days since 1970-01-01 (±Infinity), local midnight in JavaScript.
+    Date = 9,
+    /// An `interval`: its text, parsed into an interval object in JavaScript.
+    Interval = 10,
+    /// A `point`: its text, parsed into `{ x, y }` in JavaScript.
+    Point = 11,
+    /// A `circle`: its text, parsed into `{ x, y, radius }` in JavaScript.
+    Circle = 12,
+}
+
+impl Kind {
+    /// Whether values of this kind travel as text (offsets into one string).
+    pub fn is_text(self) -> bool {
+        matches!(self, Kind::Text | Kind::Json | Kind::Array | Kind::Interval | Kind::Point | Kind::Circle)
+    }
+    /// Whether values of this kind travel as numbers.
+    pub fn is_number(self) -> bool {
+        matches!(self, Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp | Kind::Date)
+    }
 }
 
 /// Per-client decoding choices.
@@ -37,6 +56,8 @@ pub enum Kind {
 pub struct DecodeOptions {
     /// int8 as JavaScript `bigint` instead of a decimal string.
     pub int8_as_bigint: bool,
+    /// int8 as a JavaScript number (pg's `defaults.parseInt8`), precision lost past 2^53.
+    pub int8_as_number: bool,
 }
 
 /// How one column's values are decoded.
@@ -46,7 +67,10 @@ pub enum Decoder {
     Int2,
     Int4,
     Oid,
+    /// A 32-bit unsigned value read as its decimal text (`xid`, `cid`: pg leaves them as text).
+    Uint32Text,
     Int8Text,
+    Int8Number,
     Int8Big,
     Float4,
     Float8,
@@ -76,18 +100,42 @@ pub enum Decoder {
     Tid,
     Xid8,
     Array(Box<Decoder>),
+    /// PostgreSQL's own text output, written from the binary form (`pgtext`): for columns with a
+    /// custom type parser, and types pg hands over as text that have no decoder here.
+    ServerText(Box<Type>),
+    /// Text that arrived as text (simple protocol), for a column of another text-borne kind.
+    TextAs(Kind),
     /// A type without a known binary form: text when the bytes are UTF-8, else `\x` hex.
     Fallback,
 }
 
+/// Array types whose text pg-types 2.x parses by default; pg hands any other array over as the
+/// server's text (`{a,b}`).
+const PARSED_ARRAYS: &[u32] = &[
+    651, 1000, 1001, 1005, 1007, 1028, 1016, 1017, 1021, 1022, 1231, 1014, 1015, 1008, 1009, 1040, 1041, 1115, 1182,
+    1185, 1187, 199, 3807, 3907, 2951, 791, 1183, 1270,
+];
+
 impl Decoder {
+    /// The decoder for a result column: PostgreSQL's text when `text_oids` names its type (a
+    /// custom parser in JavaScript will read it), else the type's own.
+    pub fn for_column(ty: &Type, opts: DecodeOptions, text_oids: &std::collections::HashSet<u32>) -> Decoder {
+        if text_oids.contains(&ty.oid()) && crate::pgtext::has_server_text(ty) {
+            return Decoder::ServerText(Box::new(ty.clone()));
+        }
+        Decoder::for_type(ty, opts)
+    }
+
+    /// Values as pg (with pg-types 2.x's default parsers) hands them to JavaScript.
     pub fn for_type(ty: &Type, opts: DecodeOptions) -> Decoder {
         match *ty {
             Type::BOOL => Decoder::Bool,
             Type::INT2 => Decoder::Int2,
             Type::INT4 => Decoder::Int4,
-            Type::OID | Type::XID | Type::CID => Decoder::Oid,
+            Type::OID => Decoder::Oid,
+            Type::XID | Type::CID => Decoder::Uint32Text,
             Type::INT8 if opts.int8_as_bigint => Decoder::Int8Big,
+            Type::INT8 if opts.int8_as_number => Decoder::Int8Number,
             Type::INT8 => Decoder::Int8Text,
             Type::FLOAT4 => Decoder::Float4,
             Type::FLOAT8 => Decoder::Float8,
@@ -117,10 +165,16 @@ impl Decoder {
             Type::TID => Decoder::Tid,
             Type::XID8 => Decoder::Xid8,
             _ => match ty.kind() {
-                PgKind::Array(elem) => Decoder::Array(Box::new(Decoder::for_type(elem, opts))),
+                PgKind::Array(elem) if PARSED_ARRAYS.contains(&ty.oid()) => {
+                    Decoder::Array(Box::new(Decoder::for_type(elem, opts)))
+                }
+                PgKind::Array(_) | PgKind::Range(_) if crate::pgtext::has_server_text(ty) => {
+                    Decoder::ServerText(Box::new(ty.clone()))
+                }
                 PgKind::Domain(base) => Decoder::for_type(base, opts),
                 PgKind::Enum(_) => Decoder::Utf8,
                 _ if ty.name() == "citext" => Decoder::Utf8,
+                _ if crate::pgtext::has_server_text(ty) => Decoder::ServerText(Box::new(ty.clone())),
                 _ => Decoder::Fallback,
             },
         }
@@ -129,7 +183,14 @@ impl Decoder {
     pub fn kind(&self) -> Kind {
         match self {
             Decoder::Bool => Kind::Bool,
-            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => Kind::Number,
+            Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 | Decoder::Int8Number => {
+                Kind::Number
+            }
+            Decoder::Date => Kind::Date,
+            Decoder::TextAs(k) => *k,
+            Decoder::Interval => Kind::Interval,
+            Decoder::Point => Kind::Point,
+            Decoder::Circle => Kind::Circle,
             Decoder::Int8Big => Kind::BigInt,
             Decoder::Json | Decoder::Jsonb => Kind::Json,
             Decoder::Bytea => Kind::Bytes,
@@ -143,6 +204,8 @@ impl Decoder {
     /// For arrays: how JavaScript fixes up the parsed elements.
     pub fn element_kind(&self) -> Option<Kind> {
         match self {
+            // pg-types reads numeric[] elements with parseFloat.
+            Decoder::Array(e) if **e == Decoder::Numeric => Some(Kind::Number),
             Decoder::Array(e) => Some(e.kind()),
             _ => None,
         }
@@ -155,6 +218,31 @@ fn bad(what: &str) -> Error {
 
 fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], Error> {
     raw.try_into().map_err(|_| bad(what))
+}
+
+/// pg_type.typlen of `ty`: what node-postgres reports as a field's `dataTypeSize`.
+pub fn type_size(ty: &Type) -> i16 {
+    match *ty {
+        Type::BOOL | Type::CHAR => 1,
+        Type::INT2 => 2,
+        Type::INT4 | Type::OID | Type::XID | Type::CID | Type::FLOAT4 | Type::DATE | Type::REGPROC => 4,
+        Type::REGPROCEDURE | Type::REGOPER | Type::REGOPERATOR | Type::REGCLASS | Type::REGTYPE => 4,
+        Type::REGCONFIG | Type::REGDICTIONARY | Type::REGNAMESPACE | Type::REGROLE | Type::VOID => 4,
+        Type::TID | Type::MACADDR => 6,
+        Type::INT8 | Type::FLOAT8 | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::MONEY => 8,
+        Type::PG_LSN | Type::MACADDR8 | Type::XID8 => 8,
+        Type::TIMETZ => 12,
+        Type::POINT | Type::INTERVAL | Type::UUID => 16,
+        Type::LINE | Type::CIRCLE => 24,
+        Type::LSEG | Type::BOX => 32,
+        Type::NAME => 64,
+        Type::CSTRING => -2,
+        _ => match ty.kind() {
+            PgKind::Enum(_) => 4,
+            PgKind::Domain(base) => type_size(base),
+            _ => -1,
+        },
+    }
 }
 
 /// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
@@ -184,6 +272,12 @@ fn float(raw: &[u8], d: &Decoder) -> Result<f64, Error> {
             }
         }
         Decoder::Float8 => f64::from_be_bytes(fixed(raw, "float8")?),
+        Decoder::Int8Number => i64::from_be_bytes(fixed(raw, "int8")?) as f64,
+        Decoder::Date => match i32::from_be_bytes(fixed(raw, "date")?) {
+            i32::MAX => f64::INFINITY,
+            i32::MIN => f64::NEG_INFINITY,
+            d => d as f64 + 10_957.0,
+        },
         _ => unreachable!("not a number decoder"),
     })
 }
@@ -449,7 +543,7 @@ fn utf8<'a>(raw: &'a [u8], what: &str) -> Result<&'a str, Error> {
 /// Appends the text form of a value whose column kind is `Text`.
 pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error> {
     match d {
-        Decoder::Utf8 => out.push_str(utf8(raw, "text")?),
+        Decoder::Utf8 | Decoder::TextAs(_) => out.push_str(utf8(raw, "text")?),
         Decoder::Char => match raw.first() {
             // PostgreSQL prints a high-bit "char" as a backslash and three octal digits.
             Some(&c) if c >= 0x80 => {
@@ -461,6 +555,10 @@ pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error
         Decoder::Int8Text => {
             let _ = write!(out, "{}", i64::from_be_bytes(fixed(raw, "int8")?));
         }
+        Decoder::Uint32Text => {
+            let _ = write!(out, "{}", u32::from_be_bytes(fixed(raw, "xid")?));
+        }
+        Decoder::ServerText(ty) => crate::pgtext::write_server_text(out, ty, raw, 0)?,
         Decoder::Numeric => write_numeric(out, raw)?,
         Decoder::Uuid => write_uuid(out, raw)?,
         Decoder::Date => write_date(out, raw)?,
@@ -478,7 +576,10 @@ pub fn write_text(out: &mut String, d: &Decoder, raw: &[u8]) -> Result<(), Error
         }
         Decoder::Bit => write_bits(out, raw)?,
         Decoder::Money => write_money(out, i64::from_be_bytes(fixed(raw, "money")?)),
-        Decoder::Point | Decoder::Lseg | Decoder::Box | Decoder::Line | Decoder::Circle => write_geometry(out, d, raw)?,
+        // PostgreSQL's float output (NaN, Infinity, shortest digits) for the coordinates.
+        Decoder::Point => crate::pgtext::write_server_text(out, &Type::POINT, raw, 0)?,
+        Decoder::Circle => crate::pgtext::write_server_text(out, &Type::CIRCLE, raw, 0)?,
+        Decoder::Lseg | Decoder::Box | Decoder::Line => write_geometry(out, d, raw)?,
         Decoder::Lsn => {
             let v = u64::from_be_bytes(fixed(raw, "pg_lsn")?);
             let _ = write!(out, "{:X}/{:X}", v >> 32, v & 0xffff_ffff);
@@ -551,7 +652,7 @@ fn json_number(out: &mut String, n: f64) {
 /// Appends one array element as JSON.
 fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut String) -> Result<(), Error> {
     match d.kind() {
-        Kind::Number => json_number(out, float(raw, d)?),
+        Kind::Number | Kind::Date => json_number(out, float(raw, d)?),
         Kind::Bool => out.push_str(if raw.first().copied().unwrap_or(0) != 0 { "true" } else { "false" }),
         Kind::Timestamp | Kind::LocalTimestamp => json_number(out, timestamp_ms(raw)?),
         Kind::Json => out.push_str(json_text(d, raw)?),
@@ -564,10 +665,15 @@ fn write_json_element(out: &mut String, d: &Decoder, raw: &[u8], scratch: &mut S
             let _ = write!(out, "\"{}\"", i64::from_be_bytes(fixed(raw, "int8")?));
         }
         Kind::Array => write_array_json(out, d.element_kind().map(|_| d).expect("array"), raw, scratch)?,
-        Kind::Text => {
+        Kind::Text | Kind::Interval | Kind::Point | Kind::Circle => {
             scratch.clear();
             write_text(scratch, d, raw)?;
-            json_string(out, scratch);
+            // numeric[] elements are numbers in JavaScript: a finite one is already a JSON number.
+            if *d == Decoder::Numeric && scratch.bytes().last().is_some_and(|b| b.is_ascii_digit()) {
+                out.push_str(scratch);
+            } else {
+                json_string(out, scratch);
+            }
         }
     }
     Ok(())
@@ -633,8 +739,12 @@ pub fn text_decoder(d: &Decoder) -> Decoder {
         | Decoder::Int8Big
         | Decoder::Bytea
         | Decoder::Timestamptz
-        | Decoder::Timestamp => d.clone(),
-        Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 => Decoder::Float8,
+        | Decoder::Timestamp
+        | Decoder::Date => d.clone(),
+        Decoder::Interval | Decoder::Point | Decoder::Circle => Decoder::TextAs(d.kind()),
+        Decoder::Int2 | Decoder::Int4 | Decoder::Oid | Decoder::Float4 | Decoder::Float8 | Decoder::Int8Number => {
+            Decoder::Float8
+        }
         Decoder::Json | Decoder::Jsonb => Decoder::Json,
         // Everything else is wanted in PostgreSQL's own text form, which is what arrived.
         _ => Decoder::Utf8,
@@ -656,6 +766,18 @@ pub fn text_to_wire(d: &Decoder, text: &str) -> Result<Vec<u8>, Error> {
                 .collect::<Result<_, _>>()?
         }
         Decoder::Timestamptz | Decoder::Timestamp => parse_timestamp_us(text).ok_or_else(wrong)?.to_be_bytes().to_vec(),
+        Decoder::Date => {
+            let days = match text {
+                "infinity" => i32::MAX,
+                "-infinity" => i32::MIN,
+                _ => {
+                    let (day, bc) = text.strip_suffix(" BC").map_or((text, ""), |d| (d, " BC"));
+                    let us = parse_timestamp_us(&format!("{day} 00:00:00{bc}")).ok_or_else(wrong)?;
+                    i32::try_from(us.div_euclid(86_400_000_000)).map_err(|_| wrong())?
+                }
+            };
+            days.to_be_bytes().to_vec()
+        }
         _ => text.as_bytes().to_vec(),
     })
 }
@@ -740,7 +862,7 @@ pub struct ColumnBuilder {
 impl ColumnBuilder {
     pub fn new(decoder: Decoder) -> ColumnBuilder {
         let mut out = ColumnChunk { kind: Some(decoder.kind()), element: decoder.element_kind(), ..Default::default() };
-        if matches!(decoder.kind(), Kind::Text | Kind::Json | Kind::Array | Kind::Bytes) {
+        if decoder.kind().is_text() || decoder.kind() == Kind::Bytes {
             out.offsets.push(0);
         }
         ColumnBuilder { decoder, out, rows: 0, utf16_len: 0, scratch: String::new() }
@@ -757,10 +879,10 @@ impl ColumnBuilder {
             None => {
                 self.out.nulls.get_or_insert_with(|| vec![0; self.rows]).push(1);
                 match kind {
-                    Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(0.0),
+                    k if k.is_number() => self.out.numbers.push(0.0),
                     Kind::BigInt => self.out.bigints.push(0),
                     Kind::Bytes => self.out.offsets.push(self.out.bytes.len() as u32),
-                    Kind::Text | Kind::Json | Kind::Array => self.out.offsets.push(self.utf16_len),
+                    _ => self.out.offsets.push(self.utf16_len),
                 }
             }
             Some(raw) => {
@@ -768,7 +890,7 @@ impl ColumnBuilder {
                     n.push(0);
                 }
                 match kind {
-                    Kind::Number => self.out.numbers.push(float(raw, &self.decoder)?),
+                    Kind::Number | Kind::Date => self.out.numbers.push(float(raw, &self.decoder)?),
                     Kind::Bool => self.out.numbers.push(if raw.first().copied().unwrap_or(0) != 0 { 1.0 } else { 0.0 }),
                     Kind::Timestamp | Kind::LocalTimestamp => self.out.numbers.push(timestamp_ms(raw)?),
                     Kind::BigInt => self.out.bigints.push(i64::from_be_bytes(fixed(raw, "int8")?)),
@@ -777,12 +899,12 @@ impl ColumnBuilder {
                         let end = u32::try_from(self.out.bytes.len()).map_err(|_| bad("bytea (chunk too large)"))?;
                         self.out.offsets.push(end);
                     }
-                    Kind::Text | Kind::Json | Kind::Array => {
+                    _ => {
                         let start = self.out.text.len();
                         match kind {
-                            Kind::Text => write_text(&mut self.out.text, &self.decoder, raw)?,
                             Kind::Json => self.out.text.push_str(json_text(&self.decoder, raw)?),
-                            _ => write_array_json(&mut self.out.text, &self.decoder, raw, &mut self.scratch)?,
+                            Kind::Array => write_array_json(&mut self.out.text, &self.decoder, raw, &mut self.scratch)?,
+                            _ => write_text(&mut self.out.text, &self.decoder, raw)?,
                         }
                         let added = &self.out.text[start..];
                         let units = if added.is_ascii() { added.len() } else { added.encode_utf16().count() };
@@ -988,6 +1110,7 @@ mod fuzz {
     use crate::value;
     use proptest::prelude::*;
     use std::time::{Duration, Instant};
+    use tokio_postgres::types::Type;
 
     /// Every scalar variant. The match has no wildcard, so a new variant fails to compile here
     /// until it is added to the fuzzing.
@@ -1026,6 +1149,14 @@ mod fuzz {
             Decoder::Lsn,
             Decoder::Tid,
             Decoder::Xid8,
+            Decoder::Uint32Text,
+            Decoder::Int8Number,
+            Decoder::ServerText(Box::new(Type::INT4_RANGE)),
+            Decoder::ServerText(Box::new(Type::TS_VECTOR)),
+            Decoder::ServerText(Box::new(Type::NAME_ARRAY)),
+            Decoder::ServerText(Box::new(Type::RECORD)),
+            Decoder::ServerText(Box::new(Type::TIMESTAMPTZ)),
+            Decoder::TextAs(Kind::Interval),
             Decoder::Fallback,
         ];
         for d in &all {
@@ -1063,6 +1194,10 @@ mod fuzz {
                 | Decoder::Lsn
                 | Decoder::Tid
                 | Decoder::Xid8
+                | Decoder::Uint32Text
+                | Decoder::Int8Number
+                | Decoder::ServerText(_)
+                | Decoder::TextAs(_)
                 | Decoder::Fallback => {}
                 Decoder::Array(_) => unreachable!(),
             }
@@ -1172,15 +1307,13 @@ mod fuzz {
             prop_assert_eq!(n.len(), pushed);
         }
         match d.kind() {
-            Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
-                prop_assert_eq!(chunk.numbers.len(), pushed)
-            }
+            k if k.is_number() => prop_assert_eq!(chunk.numbers.len(), pushed),
             Kind::BigInt => prop_assert_eq!(chunk.bigints.len(), pushed),
             Kind::Bytes => {
                 prop_assert_eq!(chunk.offsets.len(), pushed + 1);
                 prop_assert_eq!(*chunk.offsets.last().unwrap() as usize, chunk.bytes.len());
             }
-            Kind::Text | Kind::Json | Kind::Array => {
+            _ => {
                 prop_assert_eq!(chunk.offsets.len(), pushed + 1);
                 // Offsets are UTF-16 positions: JavaScript slices the column's one string with them.
                 prop_assert_eq!(*chunk.offsets.last().unwrap() as usize, chunk.text.encode_utf16().count());

@@ -9,7 +9,7 @@ use crate::query::{self, Batch, Conn};
 use crate::value::DecodeOptions;
 use crate::{connect, tls};
 use aws_credential_types::Credentials;
-use napi::bindgen_prelude::{Either, Function, PromiseRaw};
+use napi::bindgen_prelude::{Either, Function, PromiseRaw, Uint32Array};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Result, Status};
 use napi_derive::napi;
@@ -67,6 +67,9 @@ struct Inbox {
 struct InboxState {
     items: VecDeque<(f64, Outcome)>,
     forgotten: Vec<u32>,
+    /// Server notices, and how the connection ended, not yet seen by JavaScript.
+    notices: Vec<NativeError>,
+    closed: Option<Option<NativeError>>,
     scheduled: bool,
 }
 
@@ -95,6 +98,20 @@ impl Inbox {
         let mut st = self.state.lock().expect("inbox");
         st.items.push_back((id, outcome));
         st.forgotten.extend(forgotten);
+        self.schedule(st);
+    }
+
+    /// A notice, or the end of the connection, for JavaScript's `notice` / `error` / `end`.
+    fn event(self: &Arc<Self>, event: connect::Event) {
+        let mut st = self.state.lock().expect("inbox");
+        match event {
+            connect::Event::Notice(n) => st.notices.push(NativeError::from(&Error::Server(n))),
+            connect::Event::Closed(why) => st.closed = Some(why.as_ref().map(NativeError::from)),
+        }
+        self.schedule(st);
+    }
+
+    fn schedule(self: &Arc<Self>, mut st: std::sync::MutexGuard<'_, InboxState>) {
         if !std::mem::replace(&mut st.scheduled, true) {
             drop(st);
             // Inside the driver, after it has run every query the server's bytes completed: one
@@ -116,7 +133,16 @@ impl Inbox {
     fn take(&self) -> Delivery {
         let mut st = self.state.lock().expect("inbox");
         let forgotten = std::mem::take(&mut st.forgotten);
-        let delivery = pack(&mut st.items, forgotten);
+        let mut delivery = pack(&mut st.items, forgotten);
+        if !st.notices.is_empty() {
+            delivery.notices = Some(std::mem::take(&mut st.notices));
+        }
+        // Told once every query has been delivered, so JavaScript sees their outcomes first.
+        if st.items.is_empty() {
+            if let Some(why) = st.closed.take() {
+                delivery.closed = Some(why.unwrap_or_else(|| NativeError::from(&Error::Closed)));
+            }
+        }
         st.scheduled = !st.items.is_empty();
         let again = st.scheduled;
         drop(st);
@@ -158,7 +184,7 @@ impl NativeClient {
         options: HashMap<String, String>,
         connection_string: Option<String>,
         environment: HashMap<String, String>,
-        int8_as_bigint: bool,
+        int8: String,
         credentials: Option<AwsCredentials>,
     ) -> Result<PromiseRaw<'env, Either<ConnectInfo, NativeError>>> {
         {
@@ -171,8 +197,15 @@ impl NativeClient {
         }
         let state = self.state.clone();
         let inputs = Inputs { options, connection_string, env: environment };
+        let inbox = Arc::downgrade(&self.inbox);
+        let events: connect::Events = Box::new(move |e| {
+            if let Some(inbox) = inbox.upgrade() {
+                inbox.event(e);
+            }
+        });
         let work = async move {
-            let result = open(&inputs, credentials.map(Credentials::from), DecodeOptions { int8_as_bigint }).await;
+            let decode = DecodeOptions { int8_as_bigint: int8 == "bigint", int8_as_number: int8 == "number" };
+            let result = open(&inputs, credentials.map(Credentials::from), decode, events).await;
             let mut st = state.lock().expect("client state");
             match result {
                 Ok((open, info)) => {
@@ -368,6 +401,15 @@ impl NativeClient {
         })
     }
 
+    /// Sets the types (OIDs) whose columns arrive as PostgreSQL's text, for custom type parsers.
+    /// Prepared statements of another set are dropped (their shapes are told again).
+    #[napi(catch_unwind)]
+    pub fn set_text_types(&self, oids: Uint32Array) {
+        if let State::Open(o) = &*self.state.lock().expect("client state") {
+            o.conn.set_text_oids(oids.iter().copied().collect());
+        }
+    }
+
     /// Whether the connection is open and its socket alive.
     #[napi(getter)]
     pub fn is_open(&self) -> bool {
@@ -444,11 +486,13 @@ async fn open(
     inputs: &Inputs,
     credentials: Option<Credentials>,
     decode: DecodeOptions,
+    events: connect::Events,
 ) -> std::result::Result<(Open, ConnectInfo), Error> {
     let config = config::resolve(inputs)?;
     let tls = tls::client_config(&config)?;
-    let session = connect::connect(&config, &tls, credentials.as_ref()).await?;
-    let info = ConnectInfo::new(&config, &session.timings);
+    let session = connect::connect(&config, &tls, credentials.as_ref(), Some(events)).await?;
+    let mut info = ConnectInfo::new(&config, &session.timings);
+    info.parameters = session.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
     let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode).watching(session.desync));
     let (closed, _) = watch::channel(false);
     Ok((Open { conn, driver: session.driver, task: session.task, closed }, info))

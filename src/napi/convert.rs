@@ -129,6 +129,8 @@ pub struct ConnectInfo {
     pub dial_millis: f64,
     /// Milliseconds for TLS, startup and authentication.
     pub handshake_millis: f64,
+    /// The server's run-time parameters from start-up (ParameterStatus): name, value, name, …
+    pub parameters: Vec<String>,
 }
 
 impl ConnectInfo {
@@ -139,6 +141,7 @@ impl ConnectInfo {
             token_minted: t.minted,
             dial_millis: ms(t.dial),
             handshake_millis: ms(t.handshake),
+            parameters: Vec::new(),
             host: c.host.clone(),
             hostaddr: c.hostaddr.as_ref().map(|a| a.to_string()),
             port: c.port.into(),
@@ -196,6 +199,7 @@ impl From<&Config> for ResolvedConfig {
                 RootCerts::Bundled => "bundled".into(),
                 RootCerts::System => "system".into(),
                 RootCerts::File(p) => p.display().to_string(),
+                RootCerts::Pem(_) => "inline (ssl.ca)".to_string(),
             },
             sslnegotiation: c.sslnegotiation.as_str().into(),
             application_name: c.application_name.clone(),
@@ -216,6 +220,8 @@ pub struct RawField {
     #[napi(js_name = "dataTypeID")]
     pub data_type_id: u32,
     pub data_type_modifier: i32,
+    /// pg_type.typlen (node-postgres's `dataTypeSize`).
+    pub data_type_size: i32,
 }
 
 /// One column of a chunk; which buffers are present depends on `kind` (see `index.js`).
@@ -247,7 +253,7 @@ pub struct RawResult {
 
 fn column(c: ColumnChunk) -> RawColumn {
     let kind = c.kind.unwrap_or(Kind::Text);
-    let text_like = matches!(kind, Kind::Text | Kind::Json | Kind::Array);
+    let text_like = kind.is_text();
     RawColumn {
         kind: kind as u32,
         element: c.element.map(|k| k as u32),
@@ -269,6 +275,7 @@ pub fn raw_fields(fields: Vec<Field>) -> Vec<RawField> {
             column_id: f.column_id.into(),
             data_type_id: f.type_oid,
             data_type_modifier: f.type_modifier,
+            data_type_size: f.type_size.into(),
         })
         .collect()
 }
@@ -371,6 +378,11 @@ pub struct Delivery {
     pub forget: Option<Vec<u32>>,
     pub errors: Option<Vec<NativeError>>,
     pub many: Option<Vec<Vec<RawResult>>>,
+    /// Notices the server sent (NoticeResponse), as errors with their fields.
+    pub notices: Option<Vec<NativeError>>,
+    /// Set once, after the outcome of every query: how the connection ended (`CLIENT_CLOSED`
+    /// when it ended without an error).
+    pub closed: Option<NativeError>,
 }
 
 /// Text and bytes per delivery before the rest waits for the next one (a JavaScript string holds
@@ -411,7 +423,7 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
                         None => head.push(-1.0),
                     }
                     match col.kind.unwrap_or(Kind::Text) {
-                        Kind::Number | Kind::Bool | Kind::Timestamp | Kind::LocalTimestamp => {
+                        k if k.is_number() => {
                             head.push(numbers.len() as f64);
                             numbers.extend_from_slice(&col.numbers);
                         }
@@ -425,7 +437,7 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
                             offsets.extend(col.offsets.iter().map(|o| o + base));
                             bytes.extend_from_slice(&col.bytes);
                         }
-                        Kind::Text | Kind::Json | Kind::Array => {
+                        _ => {
                             head.push(offsets.len() as f64);
                             let base = text_units;
                             offsets.extend(col.offsets.iter().map(|o| o + base));
@@ -452,5 +464,7 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
         forget: (!forgotten.is_empty()).then_some(forgotten),
         errors: (!errors.is_empty()).then_some(errors),
         many: (!many.is_empty()).then_some(many),
+        notices: None,
+        closed: None,
     }
 }
