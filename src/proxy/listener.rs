@@ -232,6 +232,15 @@ macro_rules! accept_loop {
             force: watch::Receiver<bool>,
         ) {
             loop {
+                // A start-up slot first: while all are taken, new clients wait in the kernel's backlog.
+                let permit = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return,
+                    p = handshakes.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
                 let accepted = tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => return,
@@ -246,11 +255,6 @@ macro_rules! accept_loop {
                     }
                 };
                 shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
-                    continue;
-                };
                 let peer: String = $peer(&stream, peer);
                 let alive = Alive::new(&shared);
                 let shared = shared.clone();

@@ -227,16 +227,24 @@ pub fn client_error(e: &Error) -> ErrorFields {
         Error::Config { .. } => "08001".into(),
         _ => "XX000".into(),
     };
+    // libpq prints no SQLSTATE for a failed connection, only message, DETAIL and HINT: the code
+    // goes into DETAIL so that psql users see it too.
     let (message, detail, hint) = match e {
         Error::Server(s) => (
             s.message.clone(),
-            s.detail.clone(),
+            Some(match &s.detail {
+                Some(d) => format!("SQLSTATE {} from the cluster: {d}", s.code),
+                None => format!("SQLSTATE {} from the cluster", s.code),
+            }),
             Some(s.hint.clone().unwrap_or_else(|| server_hint(&s.code).to_string())),
         ),
         other => (
             format!("dsql-tunnel proxy: {other}"),
-            other.server().map(|s| format!("the server said: {} ({})", s.message, s.code)),
-            Some(format!("dsql-tunnel error code {}; `dsql-tunnel doctor` checks each step", other.code())),
+            Some(match other.server() {
+                Some(s) => format!("SQLSTATE {code}; the cluster said: {} ({})", s.message, s.code),
+                None => format!("SQLSTATE {code}; dsql-tunnel code {}", other.code()),
+            }),
+            Some("`dsql-tunnel doctor` with the proxy's settings checks each step".to_string()),
         ),
     };
     ErrorFields { severity: "FATAL", code, message, detail, hint }
