@@ -339,6 +339,75 @@ describe('proxy: clients with no password and no TLS settings', () => {
   })
 })
 
+describe('proxy: clients in other languages, and pgbench', () => {
+  let proxy: Proxy
+  let dir: string
+  before(async () => {
+    proxy = await startProxy(upstream(stack()))
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsql-proxy-clients-'))
+  })
+  after(async () => {
+    await proxy?.close(1000)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  test("Python's psycopg (libpq) with no password and no TLS settings", async () => {
+    const s = stack()
+    const since = s.gate.log.length
+    const program = path.join(dir, 'check.py')
+    fs.writeFileSync(program, `
+import sys, psycopg
+with psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), user="admin", dbname="postgres") as conn:
+    row = conn.execute("${INFO_QUERY}").fetchone()
+    n = conn.execute("select %s::int + %s::int", (40, 2)).fetchone()[0]
+    print(row[0], row[1], n)
+`)
+    const r = await run('python3', [program, String(proxy.port)], { env: { ...CLEAN_ENV, PYTHONPATH: process.env.PYTHONPATH ?? '' } })
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim(), 'postgres admin 42')
+    const rec = startups(s, since)[0]
+    assert.equal(rec.sni, s.host)
+    assert.equal(rec.tokenCheck?.action, 'DbConnectAdmin')
+  })
+
+  test('a Java program on the PostgreSQL JDBC driver with no password and no TLS settings', async () => {
+    const s = stack()
+    const since = s.gate.log.length
+    const program = path.join(dir, 'Check.java')
+    fs.writeFileSync(program, `
+import java.sql.*;
+public class Check {
+  public static void main(String[] args) throws Exception {
+    try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:" + args[0] + "/postgres?user=iam_user")) {
+      try (ResultSet rs = c.createStatement().executeQuery("${INFO_QUERY}")) { rs.next(); System.out.print(rs.getString(1) + " " + rs.getString(2)); }
+      try (PreparedStatement ps = c.prepareStatement("select ?::int + ?::int")) {
+        ps.setInt(1, 40); ps.setInt(2, 2);
+        try (ResultSet rs = ps.executeQuery()) { rs.next(); System.out.println(" " + rs.getInt(1)); }
+      }
+    }
+  }
+}
+`)
+    const r = await run('java', ['-cp', '/usr/share/java/postgresql.jar', program, String(proxy.port)], { timeoutMs: 60_000 })
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim(), `postgres ${s.users.iam.user} 42`)
+    const rec = startups(s, since)[0]
+    assert.equal(rec.sni, s.host)
+    assert.equal(rec.tokenCheck?.action, 'DbConnect')
+  })
+
+  test('pgbench in extended mode through the proxy: every transaction succeeds', async () => {
+    const pgbench = '/usr/lib/postgresql/15/bin/pgbench'
+    const conn = ['-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'admin']
+    const init = await run(pgbench, ['-i', '-s', '1', '-q', ...conn, 'postgres'], { timeoutMs: 60_000 })
+    assert.equal(init.code, 0, init.stderr)
+    const r = await run(pgbench, ['-n', '-S', '-M', 'extended', '-c', '4', '-t', '200', ...conn, 'postgres'], { timeoutMs: 60_000 })
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /number of transactions actually processed: 800\/800/)
+    assert.match(r.stdout, /number of failed transactions: 0/)
+  })
+})
+
 describe('proxy: local access control and limits', () => {
   test('a non-loopback listen address is refused, and needs a local password even when allowed', async () => {
     const s = stack()
@@ -447,37 +516,165 @@ describe('proxy: local access control and limits', () => {
   })
 })
 
+
+/** VmRSS of a process, in KiB. */
+function rssKib(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) : NaN
+}
+
+function startupPacket(params: Record<string, string>): Buffer {
+  const body = Buffer.concat([...Object.entries(params).flatMap(([k, v]) => [Buffer.from(`${k}\0${v}\0`)]), Buffer.from([0])])
+  const head = Buffer.alloc(8)
+  head.writeUInt32BE(8 + body.length, 0)
+  head.writeUInt32BE(196608, 4)
+  return Buffer.concat([head, body])
+}
+
+function queryMessage(sql: string): Buffer {
+  const body = Buffer.from(`${sql}\0`)
+  const head = Buffer.alloc(5)
+  head.write('Q', 0)
+  head.writeUInt32BE(4 + body.length, 1)
+  return Buffer.concat([head, body])
+}
+
 describe('dsql-tunnel proxy (the command)', () => {
-  test('prints one ready line, serves psql, logs sessions without secrets under DEBUG, exits 0 on SIGTERM', async () => {
-    const s = stack()
+  function cliEnv(s: Stack, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const e = s.envVerified()
-    const env = {
-      ...CLEAN_ENV, DEBUG: 'dsql-tunnel', HOSTNAME: e.HOSTNAME, PGHOSTADDR: e.PGHOSTADDR, PGPORT: e.PGPORT, PGSSLROOTCERT: e.PGSSLROOTCERT,
+    return {
+      ...CLEAN_ENV, HOSTNAME: e.HOSTNAME, PGHOSTADDR: e.PGHOSTADDR, PGPORT: e.PGPORT, PGSSLROOTCERT: e.PGSSLROOTCERT,
       AWS_ACCESS_KEY_ID: s.aws.accessKeyId, AWS_SECRET_ACCESS_KEY: s.aws.secretAccessKey, AWS_SESSION_TOKEN: s.aws.sessionToken,
       AWS_CONFIG_FILE: '/nonexistent/aws-config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials', AWS_EC2_METADATA_DISABLED: 'true',
+      ...extra,
     }
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/dsql-tunnel.js'), 'proxy', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
+  }
+
+  function startCli(env: NodeJS.ProcessEnv, args: string[] = []) {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/dsql-tunnel.js'), 'proxy', '--listen', '127.0.0.1:0', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const out = { stdout: '', stderr: '' }
+    child.stdout.on('data', (d) => (out.stdout += d))
+    child.stderr.on('data', (d) => (out.stderr += d))
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const ready = async () => {
+      await waitFor('the ready line', () => /psql "host=127\.0\.0\.1 port=\d+/.test(out.stdout), 15_000)
+      return Number(/port=(\d+)/.exec(out.stdout)![1])
+    }
+    return { child, out, exited, ready }
+  }
+
+  test('a slow reader of a large result: the proxy stops reading upstream and its RSS stays bounded', async (t) => {
+    const s = stack()
+    const { child, exited, ready } = startCli(cliEnv(s))
     try {
-      await waitFor('the ready line', () => /psql "host=127\.0\.0\.1 port=\d+/.test(stdout), 15_000)
-      const port = Number(/port=(\d+)/.exec(stdout)![1])
+      const port = await ready()
+      const before = rssKib(child.pid!)
+      const sock = net.connect({ host: '127.0.0.1', port })
+      let received = 0
+      sock.on('data', (d) => (received += d.length))
+      sock.on('error', () => {})
+      await new Promise((r) => sock.once('connect', r))
+      // About 200 MB of rows, read only while the socket flows.
+      sock.write(Buffer.concat([startupPacket({ user: 'admin', database: 'postgres' }), queryMessage("select repeat('x', 1000) from generate_series(1, 200000)")]))
+      await waitFor('the first rows', () => received > 1_000_000)
+      sock.pause()
+      await new Promise((r) => setTimeout(r, 1500))
+      const stalled = received
+      const peak = rssKib(child.pid!)
+      await new Promise((r) => setTimeout(r, 1000))
+      assert.equal(received, stalled, 'nothing arrives while the client does not read')
+      const after = rssKib(child.pid!)
+      t.diagnostic(`proxy RSS ${before} KiB before, ${peak} / ${after} KiB with ${stalled} bytes delivered of ~200 MB`)
+      assert.ok(after - before < 32 * 1024, `RSS grew from ${before} to ${after} KiB (peak ${peak})`)
+      sock.resume()
+      await waitFor('more rows after resuming', () => received > stalled + 1_000_000)
+      sock.destroy()
+      child.kill('SIGTERM')
+      assert.equal(await exited, 0)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  test('prints one ready line, serves psql, logs sessions without secrets under DEBUG, exits 0 on SIGTERM', async () => {
+    const s = stack()
+    const { child, out, exited, ready } = startCli(cliEnv(s, { DEBUG: 'dsql-tunnel' }))
+    try {
+      const port = await ready()
+      const stdout = out.stdout
       assert.match(stdout, /AWS identity/)
       const r = await psql(`host=127.0.0.1 port=${port} user=admin dbname=postgres`, INFO_QUERY)
       assert.equal(r.code, 0, r.stderr)
       assert.match(r.stdout, /^postgres\|admin\|/)
-      await waitFor('the session log', () => /proxy-session-closed .*reason=client-closed/.test(stderr))
-      assert.match(stderr, /proxy-upstream-ready .*token=DbConnectAdmin .*tlsMs=/)
-      assert.match(stderr, /bytesToClient=\d+/)
+      await waitFor('the session log', () => /proxy-session-closed .*reason=client-closed/.test(out.stderr))
+      assert.match(out.stderr, /proxy-upstream-ready .*token=DbConnectAdmin .*tlsMs=/)
+      assert.match(out.stderr, /bytesToClient=\d+/)
       child.kill('SIGTERM')
-      assert.equal(await exited, 0, stderr)
+      assert.equal(await exited, 0, out.stderr)
       assert.equal(await listening(port), false)
-      assertNoSecrets(s, stdout + stderr)
+      assertNoSecrets(s, out.stdout + out.stderr)
     } finally {
       child.kill('SIGKILL')
     }
+  })
+
+  test('SIGINT with a session open: no new connections, the grace period, then the session is closed; exit 0', async () => {
+    const s = stack()
+    const { child, out, exited, ready } = startCli(cliEnv(s), ['--grace', '0.5'])
+    try {
+      const port = await ready()
+      const client = new pg.Client({ host: '127.0.0.1', port, user: 'admin', database: 'postgres' })
+      client.on('error', () => {})
+      await client.connect()
+      const ended = new Promise((resolve) => client.once('end', resolve))
+      child.kill('SIGINT')
+      await waitFor('the listener to close', async () => !(await listening(port)))
+      assert.equal(await exited, 0, out.stderr)
+      await ended
+      assert.match(out.stderr, /1 session closed/)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  test('a broken tunnel: the proxy refuses to start with the code and the fix; exit 1', async () => {
+    const s = stack()
+    const closed = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port
+        srv.close(() => resolve(port))
+      })
+    })
+    const { out, exited } = startCli(cliEnv(s, { PGPORT: String(closed) }))
+    assert.equal(await exited, 1)
+    assert.match(out.stderr, /ECONNREFUSED/)
+    assert.match(out.stderr, /Fix:/)
+    assert.equal(out.stdout, '')
+  })
+
+  test('--generate-local-password: the ready line carries it, and clients without it are refused', async () => {
+    const s = stack()
+    const { child, out, exited, ready } = startCli(cliEnv(s), ['--generate-local-password'])
+    try {
+      const port = await ready()
+      const conninfo = /psql "([^"]+)"/.exec(out.stdout)![1]
+      assert.match(conninfo, /password=\S{16,}/)
+      const ok = await psql(conninfo, 'select 1')
+      assert.equal(ok.code, 0, ok.stderr)
+      const refused = await psql(`host=127.0.0.1 port=${port} user=admin dbname=postgres`, 'select 1', ['-w'])
+      assert.notEqual(refused.code, 0)
+      assert.match(refused.stderr, /password/)
+      child.kill('SIGTERM')
+      assert.equal(await exited, 0)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  test('a non-loopback --listen is refused (exit 1) unless allowed with a local password', async () => {
+    const s = stack()
+    const { out, exited } = startCli(cliEnv(s), ['--listen', '0.0.0.0:0', '--skip-check'])
+    assert.equal(await exited, 1)
+    assert.match(out.stderr, /INVALID_CONFIG: .*loopback/)
   })
 })
