@@ -117,6 +117,7 @@ impl Proxy {
             sessions: Arc::new(Semaphore::new(max_clients)),
             max_clients,
             stats: Default::default(),
+            socket_owner: Default::default(),
         });
         if check {
             session::check(&shared).await?;
@@ -140,9 +141,11 @@ impl Proxy {
             }
             let unix = UnixListener::bind(&path).map_err(|e| bind_error(shown.clone(), e))?;
             {
-                use std::os::unix::fs::PermissionsExt;
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| bind_error(shown.clone(), e))?;
+                let owner = std::fs::metadata(&path).map_err(|e| bind_error(shown.clone(), e))?.uid();
+                let _ = shared.socket_owner.set(owner);
             }
             let (sh, hs, st, fo) = (shared.clone(), handshakes.clone(), stop.subscribe(), force.subscribe());
             tasks.push(tokio::spawn(accept_unix(unix, sh, hs, st, fo)));
@@ -254,13 +257,16 @@ macro_rules! accept_loop {
                         continue;
                     }
                 };
-                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let peer: String = $peer(&stream, peer);
+                let id = shared.stats.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                let Some(peer) = $peer(&stream, peer, &shared) else {
+                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 let alive = Alive::new(&shared);
                 let shared = shared.clone();
                 let force = force.clone();
                 tokio::spawn(async move {
-                    session::serve(shared, stream, peer, permit, force).await;
+                    session::serve(shared, stream, id, peer, permit, force).await;
                     drop(alive);
                 });
             }
@@ -268,13 +274,20 @@ macro_rules! accept_loop {
     };
 }
 
-fn tcp_peer(stream: &tokio::net::TcpStream, peer: SocketAddr) -> String {
+fn tcp_peer(stream: &tokio::net::TcpStream, peer: SocketAddr, _: &Shared) -> Option<String> {
     stream.set_nodelay(true).ok();
-    peer.to_string()
+    Some(peer.to_string())
 }
 
-fn unix_peer(_: &tokio::net::UnixStream, _: tokio::net::unix::SocketAddr) -> String {
-    "unix".to_string()
+/// Only the socket's owner may use it. Mode 0600 says so too, but it is set just after bind, and
+/// a connection made in between would wait in the backlog: the peer's uid is checked as well.
+fn unix_peer(stream: &tokio::net::UnixStream, _: tokio::net::unix::SocketAddr, shared: &Shared) -> Option<String> {
+    let uid = stream.peer_cred().ok()?.uid();
+    if Some(uid) != shared.socket_owner.get().copied() {
+        shared.log("proxy-refused", &[("peer", format!("unix uid {uid}")), ("reason", "not-the-owner".into())]);
+        return None;
+    }
+    Some(format!("unix uid {uid}"))
 }
 
 accept_loop!(accept_tcp, TcpListener, tcp_peer);

@@ -104,6 +104,8 @@ struct Shared {
     sessions: Arc<tokio::sync::Semaphore>,
     max_clients: usize,
     stats: listener::Counters,
+    /// The uid owning the unix socket: the only peer it accepts.
+    socket_owner: std::sync::OnceLock<u32>,
 }
 
 impl Shared {

@@ -50,13 +50,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub(super) async fn serve<S>(
     shared: Arc<Shared>,
     client: S,
+    id: u64,
     peer: String,
     handshake: OwnedSemaphorePermit,
     mut force: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let id = shared.stats.accepted.load(Ordering::Relaxed);
     let started = Instant::now();
     let counts = Counts::default();
     let work = run(&shared, client, id, &peer, handshake, &counts);

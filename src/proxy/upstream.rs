@@ -260,3 +260,42 @@ fn server_hint(code: &str) -> &'static str {
         _ => "the cluster refused the connection the proxy opened for this client",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_see_the_sqlstate_in_the_code_and_in_detail() {
+        let server = Error::Server(Box::new(ServerError {
+            code: "53300".into(),
+            message: "too many connections".into(),
+            ..Default::default()
+        }));
+        let e = client_error(&server);
+        assert_eq!((e.code.as_str(), e.severity), ("53300", "FATAL"));
+        assert_eq!(e.message, "too many connections");
+        assert!(e.detail.unwrap().starts_with("SQLSTATE 53300"));
+        assert!(e.hint.unwrap().contains("10,000"));
+
+        let refused = Error::Connect { addr: "127.0.0.1:5432".into(), source: io::Error::from_raw_os_error(111) };
+        let e = client_error(&refused);
+        assert_eq!(e.code, "08001");
+        assert!(e.message.contains("127.0.0.1:5432"));
+        assert!(e.detail.unwrap().contains("ECONNREFUSED"));
+
+        let e = client_error(&Error::Credentials { detail: "none".into() });
+        assert_eq!(e.code, "28000");
+        let sni = Error::SniRefused {
+            host: "h".into(),
+            server: Box::new(ServerError {
+                code: "08P01".into(),
+                message: "sni was not received".into(),
+                ..Default::default()
+            }),
+        };
+        let e = client_error(&sni);
+        assert_eq!(e.code, "08P01");
+        assert!(e.detail.unwrap().contains("sni was not received"));
+    }
+}
