@@ -491,6 +491,42 @@ describe('proxy: local access control and limits', () => {
     }
   })
 
+  test('a refused SNI reaches the client as 08P01 with our message; a certificate for another name fails the start', async () => {
+    const s = stack()
+    // A front door for another cluster: TLS completes, the start-up is refused for the unknown SNI.
+    const other = await s.startGate({ host: s.wrongHost, tokenAuth: true })
+    const proxy = await startProxy(upstream(s, { port: other.port }))
+    try {
+      const client = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'admin', database: 'postgres' })
+      const e = await rejectsWith(client.connect(), '08P01')
+      assert.match(e.message, /SNI/)
+      assert.equal(other.gate.log.at(-1)?.outcome, 'refused-unknown-sni')
+    } finally {
+      await proxy.close(1000)
+      await other.stop()
+    }
+    const wrongCert = await s.startGate({ cert: 'wrong-name', tokenAuth: true })
+    try {
+      await rejectsWith(startProxy(upstream(s, { port: wrongCert.port })), 'TLS_NAME_MISMATCH')
+    } finally {
+      await wrongCert.stop()
+    }
+  })
+
+  test('a static token for admin used by another role is refused before dialling, as 28000 TOKEN_ACTION_MISMATCH', async () => {
+    const s = stack()
+    const proxy = await startProxy(upstream(s, { password: s.presignToken({ user: 'admin' }), credentials: undefined }))
+    try {
+      const r = await psql(`host=127.0.0.1 port=${proxy.port} user=${s.users.iam.user} dbname=postgres`, 'select 1')
+      assert.match(r.stderr, /DETAIL:  SQLSTATE 28000; dsql-tunnel code TOKEN_ACTION_MISMATCH/)
+      assertNoSecrets(s, r.stderr)
+      const ok = await psql(`host=127.0.0.1 port=${proxy.port} user=admin dbname=postgres`, 'select 5')
+      assert.equal(ok.stdout.trim(), '5', ok.stderr)
+    } finally {
+      await proxy.close(1000)
+    }
+  })
+
   test('close(): stops accepting, lets sessions finish within the grace period, closes the rest; nothing is left listening', async () => {
     const s = stack()
     const proxy = await startProxy(upstream(s))
