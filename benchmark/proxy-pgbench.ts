@@ -34,6 +34,12 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: num
   });
 }
 
+/** CPU time (user + system) a process has used, in ms. */
+function cpuMs(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 async function bench(label: string, env: NodeJS.ProcessEnv, dir: string) {
@@ -84,10 +90,13 @@ async function main() {
     const init = await run(PGBENCH, ['-i', '-s', '1', '-q', 'postgres'], direct(), 120_000);
     if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
     const rows: string[] = [];
+    const proxyCpuUs: number[] = [];
     const results: Record<string, { tps: number; p50: number; p99: number }[]> = { direct: [], proxy: [] };
     for (let round = 1; round <= ROUNDS; round++) {
       for (const [label, env] of [['direct', direct()], ['proxy', viaProxy()]] as const) {
+        const cpuBefore = cpuMs(proxy.pid!);
         const r = await bench(label, env, dir);
+        if (label === 'proxy') proxyCpuUs.push(((cpuMs(proxy.pid!) - cpuBefore) * 1000) / r.n);
         results[label].push(r);
         rows.push(`| ${round} | ${label} | ${r.tps.toFixed(0)} | ${(r.p50 / 1000).toFixed(3)} | ${(r.p99 / 1000).toFixed(3)} | ${r.n} |`);
       }
@@ -100,6 +109,7 @@ async function main() {
     console.log('|---|---|---|---|---|---|');
     for (const row of rows) console.log(row);
     console.log(`\nmedian TPS: direct ${d.tps.toFixed(0)}, proxy ${p.tps.toFixed(0)} → ${(p.tps / d.tps).toFixed(2)}× direct (target ≥ 0.90×)`);
+    console.log(`proxy CPU per transaction: ${proxyCpuUs.map((u) => `${u.toFixed(1)} µs`).join(', ')}`);
     console.log(`added latency per query: p50 ${((p.p50 - d.p50) / 1000).toFixed(3)} ms, p99 ${((p.p99 - d.p99) / 1000).toFixed(3)} ms`);
   } finally {
     proxy.kill('SIGTERM');

@@ -83,9 +83,6 @@ async function main(argv) {
   }
   if (values['password-stdin']) options.password = await readPassword()
 
-  // The proxy relays for many clients at once on the addon's runtime: two workers, not the
-  // driver's one (pgbench through the proxy: 0.92x vs 0.86x of direct on a loaded 2-core machine).
-  if (command === 'proxy') process.env.TOKIO_WORKER_THREADS ??= '2'
   const lib = library()
   const warnings = captureWarnings()
 

@@ -10,6 +10,10 @@ const { debugEnabled } = require('./debug')
 const DEFAULT_LISTEN_PORT = 5433
 // How long close() lets open sessions finish before closing them.
 const DEFAULT_GRACE_MILLIS = 10_000
+// Running proxies, so one whose handle is dropped keeps serving until close() (the native side
+// stops when its handle is collected). It holds no event-loop handle: like an idle client, an
+// open proxy does not keep Node running.
+const running = new Set()
 
 // The upstream settings, as the client takes them (see ClientConfig).
 const UPSTREAM_OPTIONS = {
@@ -92,6 +96,7 @@ async function startProxy(options = {}) {
   const credentials = await credentialsOnce(options.credentials)
   const r = await binding.startNativeProxy(upstreamStrings(options), options.connectionString ?? null, readEnvironment(), credentials, listen)
   if (!(r instanceof binding.NativeProxy)) throw fromNative(r)
+  running.add(r)
   let closing = null
   return {
     host: r.host,
@@ -100,7 +105,8 @@ async function startProxy(options = {}) {
     stats: () => r.stats(),
     /** Stops accepting; open sessions get `graceMillis` (default 10 s) to finish, then are closed. */
     close(graceMillis = DEFAULT_GRACE_MILLIS) {
-      closing ??= r.close(graceMillis)
+      if (typeof graceMillis !== 'number' || !(graceMillis >= 0)) throw invalidConfig('graceMillis', 'close(graceMillis) takes a number of milliseconds')
+      closing ??= r.close(graceMillis).finally(() => running.delete(r))
       return closing
     },
   }
