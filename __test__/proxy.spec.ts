@@ -327,6 +327,39 @@ describe('proxy: clients with no password and no TLS settings', () => {
     }
   })
 
+  test('bytes that are not PostgreSQL close that connection only; a 3.2 start-up with _pq_ options is told 3.0 and carries on', async () => {
+    const exchange = (bytes: Buffer, until: (got: Buffer) => boolean) =>
+      new Promise<Buffer>((resolve) => {
+        const sock = net.connect({ host: '127.0.0.1', port: proxy.port }, () => sock.write(bytes))
+        let got = Buffer.alloc(0)
+        const timer = setTimeout(() => sock.destroy(), 5000)
+        sock.on('data', (d) => {
+          got = Buffer.concat([got, d])
+          if (until(got)) sock.destroy()
+        })
+        sock.on('close', () => {
+          clearTimeout(timer)
+          resolve(got)
+        })
+        sock.on('error', () => {})
+      })
+    const http = await exchange(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), () => false)
+    assert.equal(http.length, 0, 'an HTTP request gets nothing back')
+    const startup = startupPacket({ user: 'admin', database: 'postgres', '_pq_.future_option': 'on' })
+    startup.writeUInt32BE(196610, 4)
+    // NegotiateProtocolVersion, then AuthenticationOk … ReadyForQuery.
+    const reply = await exchange(startup, (got) => got.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])))
+    assert.equal(String.fromCharCode(reply[0]), 'v')
+    assert.equal(reply.readUInt32BE(5), 0, 'newest minor version: 0')
+    assert.equal(reply.readUInt32BE(9), 1, 'one option not understood')
+    assert.ok(reply.includes(Buffer.from('_pq_.future_option\0')))
+    const afterV = 1 + reply.readUInt32BE(1)
+    assert.equal(String.fromCharCode(reply[afterV]), 'R')
+    assert.equal(reply.readUInt32BE(afterV + 5), 0, 'AuthenticationOk')
+    const r = await psql(`host=127.0.0.1 port=${proxy.port} user=admin dbname=postgres`, 'select 3')
+    assert.equal(r.stdout.trim(), '3')
+  })
+
   test('a client killed mid-query: its session ends and the proxy carries on', async () => {
     let pid = 0
     const running = run(PSQL, [`host=127.0.0.1 port=${proxy.port} user=admin dbname=postgres`, '-X', '-c', 'select pg_sleep(30)'], { onSpawn: (p) => (pid = p) })
