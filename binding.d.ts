@@ -49,6 +49,21 @@ export declare class NativeClient {
   get isOpen(): boolean
 }
 
+/** A running proxy. Used through `startProxy` in `lib/proxy.js`. */
+export declare class NativeProxy {
+  /** The address it listens on. */
+  get host(): string
+  get port(): number
+  /** The unix socket's path, when one was asked for. */
+  get socketPath(): string | null
+  stats(): ProxyStats
+  /**
+   * Stops accepting, lets open sessions finish for up to `graceMillis`, then closes the rest.
+   * Settles with the number of sessions closed by force. Idempotent.
+   */
+  close(graceMillis: number): Promise<number>
+}
+
 /**
  * The rows of one statement, chunk by chunk, with backpressure: nothing more is read from the
  * server while a chunk waits here.
@@ -171,6 +186,38 @@ export interface NativeError {
   port?: number
 }
 
+/** How the proxy listens and whom it lets in. */
+export interface ProxyListen {
+  /** Address to listen on (default `127.0.0.1`). Only loopback unless `allowNonLoopback`. */
+  host?: string
+  /** Port (default 5433; 0 picks a free one). */
+  port?: number
+  /** Directory for a unix socket `.s.PGSQL.<port>` (mode 0600), as libpq looks for it. */
+  unixSocketDir?: string
+  /** Allows a non-loopback `host`; requires `localPassword`. */
+  allowNonLoopback?: boolean
+  /** A password every client must send (cleartext, on the local connection). Never logged. */
+  localPassword?: string
+  /** Client connections at once (default 100); more are answered with SQLSTATE 53300. */
+  maxClients?: number
+  /**
+   * Dial the tunnel and complete TLS before listening, so a broken tunnel fails the start
+   * (default true).
+   */
+  check?: boolean
+  /** Log each session on stderr (`DEBUG=dsql-tunnel`). */
+  debug?: boolean
+}
+
+/** The proxy's counters. */
+export interface ProxyStats {
+  accepted: number
+  refused: number
+  failed: number
+  cancels: number
+  active: number
+}
+
 export interface RawChunk {
   rows: number
   columns: Array<RawColumn>
@@ -242,6 +289,12 @@ export interface Shape {
   elements: Array<number>
   command?: string
 }
+
+/**
+ * Resolves the upstream settings as a client would, checks the tunnel (unless `check` is
+ * false) and starts listening. Settles with a `NativeProxy` or a `NativeError`.
+ */
+export declare function startNativeProxy(options: Record<string, string>, connectionString: string | undefined | null, environment: Record<string, string>, credentials: AwsCredentials | undefined | null, listen: ProxyListen): Promise<NativeProxy | NativeError>
 
 /**
  * One batch of a stream: the fields come with the first, `done` (with the command and row

@@ -836,9 +836,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeClient = nativeBinding.NativeClient
+module.exports.NativeProxy = nativeBinding.NativeProxy
 module.exports.NativeStream = nativeBinding.NativeStream
 module.exports.__selfTestPanic = nativeBinding.__selfTestPanic
 module.exports.decodeToken = nativeBinding.decodeToken
 module.exports.envNames = nativeBinding.envNames
 module.exports.generateToken = nativeBinding.generateToken
 module.exports.resolveConfig = nativeBinding.resolveConfig
+module.exports.startNativeProxy = nativeBinding.startNativeProxy

@@ -509,3 +509,35 @@ export declare function decodeToken(token: string): TokenClaims | null
 
 /** The settings a connection would use (throws `INVALID_CONFIG`). */
 export declare function resolveConfig(config?: ClientConfig | string): ResolvedConfig
+
+export interface ProxyOptions extends Omit<ClientConfig, 'password' | 'int8' | 'queryTimeoutMillis'> {
+  /** A static token for every upstream connection; unset: one is minted per connection. */
+  password?: string
+  /** `'127.0.0.1:5433'` (default), `'[::1]:5433'`, a port, or `{ host, port }`; port 0 picks a free one. */
+  listen?: string | number | { host?: string; port?: number }
+  /** Also listen on `<dir>/.s.PGSQL.<port>` (mode 0600, owner only). */
+  unixSocketDir?: string
+  /** Client connections at once (default 100); more get SQLSTATE 53300. */
+  maxClients?: number
+  /** A password clients must send (cleartext, on the local connection). */
+  localPassword?: string
+  /** Allow a non-loopback `listen`; requires `localPassword`. */
+  allowNonLoopback?: boolean
+  /** Check tunnel, TLS and credentials before listening (default true). */
+  check?: boolean
+  /** Log each session on stderr (default: `DEBUG=dsql-tunnel`). */
+  debug?: boolean
+}
+export interface ProxyStats { accepted: number; refused: number; failed: number; cancels: number; active: number }
+/** A running local auth proxy: anyone who can reach it acts with the proxy's AWS identity. */
+export interface Proxy {
+  host: string
+  port: number
+  socketPath?: string
+  stats(): ProxyStats
+  /** Stops accepting; sessions get `graceMillis` (default 10000) to finish, the rest are closed. Resolves with how many were closed. */
+  close(graceMillis?: number): Promise<number>
+}
+/** Starts a local PostgreSQL listener that relays each client through its own upstream
+ * connection: through the tunnel, TLS with the cluster's name, a fresh token for that user. */
+export declare function startProxy(options?: ProxyOptions): Promise<Proxy>

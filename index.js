@@ -89,6 +89,7 @@ if (shared !== undefined && shared.version === version) {
     isOccError,
     resolveConfig,
     DsqlTunnelError,
+    startProxy: (options) => require('./lib/proxy').startProxy(options),
   }
   // pg's `native` (pg-native bindings): there are none here, and reading it never throws.
   Object.defineProperty(module.exports, 'native', { configurable: true, enumerable: false, get: () => null })

@@ -5,6 +5,6 @@ import pg from './index.js'
 export default pg
 export const {
   defaults, Client, Query, Pool, Connection, types, DatabaseError, TypeOverrides, escapeIdentifier, escapeLiteral,
-  Result, utils, PoolClient, connect, generateToken, decodeToken, isOccError, resolveConfig, DsqlTunnelError,
+  Result, utils, PoolClient, connect, generateToken, decodeToken, isOccError, resolveConfig, DsqlTunnelError, startProxy,
 } = pg
 export const native = null

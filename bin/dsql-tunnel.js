@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
 // dsql-tunnel command line: check (the connectivity experiment's test), doctor (its
-// troubleshooting steps, automated), token (a fresh IAM token) and query (one statement).
+// troubleshooting steps, automated), token (a fresh IAM token), query (one statement) and proxy
+// (a local endpoint for any PostgreSQL client).
 // The pieces live in lib/cli/; this file parses the command line and sets exit codes.
 
 const { HELP, UsageError, parse, readPassword } = require('../lib/cli/args')
@@ -11,7 +12,7 @@ const EXIT_OK = 0
 const EXIT_FAILED = 1
 const EXIT_USAGE = 2
 
-const COMMANDS = new Set(['check', 'doctor', 'token', 'query'])
+const COMMANDS = new Set(['check', 'doctor', 'token', 'query', 'proxy'])
 
 // The addon loads only when a command needs it, so --help works anywhere.
 const library = () => require('../index.js')
@@ -75,6 +76,8 @@ async function main(argv) {
     }
   } else if (command === 'token' && positionals.length > 0) {
     throw new UsageError(`token takes no arguments (got ${JSON.stringify(positionals[0])}); use --host`, command)
+  } else if (command === 'proxy' && positionals.length > 0) {
+    throw new UsageError(`proxy takes no arguments (got ${JSON.stringify(positionals[0])}); use --connection-string`, command)
   } else if (command === 'query' && positionals.length === 0) {
     throw new UsageError('query needs the SQL: dsql-tunnel query "<sql>" [params...]', command)
   }
@@ -112,6 +115,13 @@ async function main(argv) {
     }
     write(process.stderr, `${paintErr.red(`Error: ${r.error.code}: ${r.error.message}`)}\n${paintErr.bold('Fix:')} ${r.error.fix}`)
     return EXIT_FAILED
+  }
+
+  if (command === 'proxy') {
+    const { runProxy } = require('../lib/cli/proxy')
+    const { startProxy } = require('../lib/proxy')
+    const usage = (message) => new UsageError(message, command)
+    return runProxy({ lib, startProxy, options, values, usage, stdout: process.stdout, stderr: process.stderr, paintErr })
   }
 
   // query

@@ -24,6 +24,15 @@ if ! need nm; then
   if [ "$(id -u)" = 0 ] && need apt-get; then apt-get update -qq && apt-get install -y -qq binutils >/dev/null
   else echo "nm not found: install binutils (the package spec reads the addon's Node-API imports with it)" >&2; exit 1; fi
 fi
+# Clients the proxy spec runs through the proxy: Python's psycopg (over libpq) and PostgreSQL's JDBC driver.
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'psycopg==3.3.9'
+fi
+if [ ! -f /usr/share/java/postgresql.jar ]; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then apt-get update -qq && apt-get install -y -qq libpostgresql-jdbc-java >/dev/null
+  else echo "/usr/share/java/postgresql.jar not found: install libpostgresql-jdbc-java (the proxy spec runs a JDBC program)" >&2; exit 1; fi
+fi
+need java || { echo "java not found: install a JDK (the proxy spec runs a JDBC program)" >&2; exit 1; }
 PG_BIN=${DSQL_TUNNEL_PG_BIN:-/usr/lib/postgresql/15/bin}
 [ -x "$PG_BIN/postgres" ] || { echo "PostgreSQL server binaries not found in $PG_BIN (set DSQL_TUNNEL_PG_BIN)" >&2; exit 1; }
 node --version; cargo --version

@@ -188,7 +188,8 @@ pub async fn cancel(config: &Config, tls: &ClientConfig, token: &tokio_postgres:
     tokio::time::timeout(after, work).await.map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?
 }
 
-async fn dial(config: &Config) -> Result<TcpStream, Error> {
+/// TCP to the tunnel (or host), with no-delay and keepalive; shared with the proxy's upstream.
+pub(crate) async fn dial(config: &Config) -> Result<TcpStream, Error> {
     let target = config.dial_target();
     let addrs: Vec<SocketAddr> = match &config.hostaddr {
         Some(TunnelAddr::Ip(ip)) => vec![SocketAddr::new(*ip, config.port)],
@@ -249,7 +250,7 @@ pub fn server_error(db: &tokio_postgres::error::DbError) -> ServerError {
     }
 }
 
-fn tls_failure(e: &rustls::Error) -> TlsFailure {
+pub(crate) fn tls_failure(e: &rustls::Error) -> TlsFailure {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {

@@ -12,6 +12,7 @@
 //! - `framing`  the server's message headers checked inside TLS: garbage fails at once
 //! - `query`    one round trip per query, statement cache, columnar chunks
 //! - `driver`   a connection's socket and queries, polled by tokio or by Node's thread after it queues
+//! - `proxy`    a local PostgreSQL listener relaying each client through its own upstream connection
 //! - `value`    PostgreSQL binary values → columnar buffers for JavaScript
 //! - `pgtext`   PostgreSQL's text output of any value, from its binary form (custom type parsers)
 //! - `napi`     the JavaScript surface (generated typings: `binding.d.ts`)
@@ -26,6 +27,7 @@ pub mod endpoint;
 pub mod error;
 pub mod framing;
 pub mod pgtext;
+pub mod proxy;
 pub mod query;
 pub mod tls;
 pub mod token;

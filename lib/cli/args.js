@@ -3,6 +3,7 @@
 // (strict: an unknown flag is a usage error).
 
 const { parseArgs } = require('node:util')
+const proxyCli = require('./proxy')
 
 /** A usage error: exit status 2, with the subcommand's help. */
 class UsageError extends Error {
@@ -72,6 +73,7 @@ Commands:
                                      authentication, query) and say how to fix what fails
   token                              print a fresh DSQL auth token
   query <sql> [params...]            run one statement through the tunnel and print the rows
+  proxy [--listen 127.0.0.1:5433]    a local PostgreSQL endpoint: any client, no token, no SNI
 
 Settings (every command):
 ${settingsHelp()}
@@ -163,6 +165,8 @@ ${COMMON_OUTPUT}
 ${PASSWORD_NOTE}
 
 Exit status: 0 the statement ran, 1 it failed (connection or SQL error), 2 usage error.`,
+
+  proxy: proxyCli.help(settingsHelp()),
 }
 
 const PARSE_OPTIONS = {
@@ -174,6 +178,7 @@ const PARSE_OPTIONS = {
   'token-duration': { type: 'string' },
   hostname: { type: 'string' },
   ...Object.fromEntries(SETTINGS.map(([flag]) => [flag, { type: 'string' }])),
+  ...proxyCli.PARSE_OPTIONS,
 }
 
 /**
@@ -188,6 +193,10 @@ function parse(command, argv) {
     throw new UsageError(e.message.replace(/\. To specify a positional argument.*$/s, ''), command)
   }
   const { values, positionals } = parsed
+  if (command !== 'proxy') {
+    const misplaced = Object.keys(proxyCli.PARSE_OPTIONS).find((f) => values[f] !== undefined)
+    if (misplaced) throw new UsageError(`--${misplaced} is a flag of dsql-tunnel proxy`, command)
+  }
   if (values.hostname !== undefined) {
     if (command !== 'token') throw new UsageError("Unknown option '--hostname' (did you mean --host?)", command)
     values.host ??= values.hostname

@@ -3,6 +3,7 @@
 
 mod client;
 mod convert;
+mod proxy;
 
 use convert::{AwsCredentials, NativeError, ResolvedConfig};
 
