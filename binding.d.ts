@@ -111,6 +111,8 @@ export interface ConnectInfo {
   handshakeMillis: number
   /** The server's run-time parameters from start-up (ParameterStatus): name, value, name, … */
   parameters: Array<string>
+  /** The backend's process id (BackendKeyData). */
+  processId?: number
 }
 
 /** Decodes a DSQL auth token; `null` when the string is not one (an ordinary password). */

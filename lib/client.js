@@ -15,6 +15,7 @@ const { types, TypeOverrides, textOidsFor, currentVersion } = require('./types')
 const { defaults, changedDefaults } = require('./defaults')
 const { escapeIdentifier, escapeLiteral } = require('./utils')
 const Result = require('./result')
+const { runSubmittable } = require('./submittable')
 const { debug } = require('./debug')
 
 // How long a cancelled query may take to come back before its connection is given up.
@@ -175,6 +176,7 @@ class Client extends EventEmitter {
     this._connecting = false
     this.processID = null
     this.secretKey = null
+    this.readyForQuery = false
     this.host = this.#config.host ?? defaults.host
     this.port = Number(this.#config.port ?? defaults.port)
     this.user = this.#config.user ?? defaults.user
@@ -271,13 +273,14 @@ class Client extends EventEmitter {
       token: r.tokenMinted ? 'minted' : undefined, tokenMs: r.tokenMinted ? r.tokenMillis : undefined,
       dialMs: r.dialMillis, tlsAuthMs: r.handshakeMillis, totalMs: performance.now() - started,
     })
-    const { parameters, ...info } = r
+    const { parameters, processId, ...info } = r
     this.#info = info
     Object.assign(this.connection, info)
-    this.host = info.host
+    this.processID = processId ?? null
     this.user = info.user
     this.database = info.database
     this.port = info.port
+    this.readyForQuery = true
     if (r.verification === 'none') warnUnverified()
     for (let i = 0; i + 1 < parameters.length; i += 2) {
       this.connection.emit('parameterStatus', { name: 'parameterStatus', parameterName: parameters[i], parameterValue: parameters[i + 1] })
@@ -332,16 +335,45 @@ class Client extends EventEmitter {
     return p
   }
 
-  // Our own Cursor and QueryStream (lib/cursor.js) drive the client through `stream()`.
+  // pg-cursor, pg-query-stream and other objects that drive pg's connection: one native stream.
   #submit(submittable, callback) {
-    if (typeof submittable._dsqlSubmit !== 'function') {
-      const err = invalidArgument('this query object drives the pg wire protocol itself (pg-cursor, pg-query-stream): use dsql-tunnel/cursor and dsql-tunnel/query-stream, which have the same interfaces')
-      if (typeof callback === 'function') process.nextTick(() => callback(err))
-      else if (typeof submittable.handleError === 'function') process.nextTick(() => submittable.handleError(err))
-      return submittable
+    if (typeof callback === 'function' && !submittable.callback) submittable.callback = callback
+    return runSubmittable(this, submittable, (text, values, batch, typesObject) => this.#openStream(text, values, batch, typesObject))
+  }
+
+  // One statement's rows as arrays, batch by batch: `{ next(), close() }` (see lib/submittable.js).
+  #openStream(text, values, batch, typesObject) {
+    let stream = null
+    let fields = null
+    let parsers = null
+    const start = async () => {
+      if (!this._connected) await this.#whenConnected()
+      if (typeof text !== 'string') throw invalidArgument('the query text must be a string')
+      if (!text.isWellFormed()) throw loneSurrogate()
+      this.#wantText(typesObject)
+      stream = this.#native.stream(text, values ? encodeParams(values) : [], batch)
+      if (stream === null) throw invalidArgument('a cursor runs one statement; this text has several')
     }
-    submittable._dsqlSubmit(this, callback)
-    return submittable
+    let started = null
+    return {
+      next: async () => {
+        started ??= start()
+        await started
+        const piece = await stream.next()
+        if (isNativeError(piece)) throw fromNative(piece)
+        const out = { done: piece.done, command: piece.command, rowCount: piece.rowCount }
+        if (piece.fields) out.fields = fields = toFields(piece.fields)
+        if (piece.chunk) {
+          if (parsers === null) parsers = parsersFor(fields, piece.chunk.columns.map((c) => c.kind), typesObject) ?? false
+          out.rows = []
+          appendRows(fields, piece.chunk, true, out.rows, parsers || null)
+        }
+        return out
+      },
+      close: async () => {
+        if (stream !== null) await stream.close()
+      },
+    }
   }
 
   async #whenConnected() {

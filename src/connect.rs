@@ -55,6 +55,8 @@ pub struct Session {
     pub desync: Desync,
     /// The ParameterStatus values the server sent during start-up.
     pub parameters: Vec<(String, String)>,
+    /// The backend's process id (BackendKeyData), when the server sent one.
+    pub process_id: Option<i32>,
 }
 
 /// How long each phase of opening a connection took (for diagnostics).
@@ -133,7 +135,8 @@ async fn handshake(
             .unwrap_or_else(|never| match never {});
         // Inside TLS every message header is checked, so bytes that are not PostgreSQL fail at once.
         let desync = Desync::default();
-        let checked = CheckedConnect { tls: connector, desync: desync.clone() };
+        let key = crate::framing::BackendKey::default();
+        let checked = CheckedConnect { tls: connector, desync: desync.clone(), key: key.clone() };
         let (client, mut connection) = pg.connect_raw(stream, checked).await.map_err(|e| match desync.violation() {
             Some(v) => Error::Protocol { detail: v.to_string() },
             None => classify(e, config, true),
@@ -170,7 +173,7 @@ async fn handshake(
                 }
             }
         }));
-        Ok(Session { client, driver, task, timings, desync, parameters })
+        Ok(Session { client, driver, task, timings, desync, parameters, process_id: key.process_id() })
     }
 }
 

@@ -107,16 +107,21 @@ enum Position {
     Body {
         left: u32,
     },
+    /// Inside BackendKeyData's body (process id, secret key): `got` of its 8 bytes kept.
+    Key {
+        got: usize,
+        bytes: [u8; 8],
+    },
     Failed(Violation),
 }
 
 /// Frame-by-frame state, separate from the stream so it can be tested on plain byte slices.
 #[derive(Debug, Clone, Copy)]
-pub struct Framing(Position);
+pub struct Framing(Position, Option<(i32, i32)>);
 
 impl Default for Framing {
     fn default() -> Self {
-        Framing(Position::Header { got: 0, bytes: [0; 5] })
+        Framing(Position::Header { got: 0, bytes: [0; 5] }, None)
     }
 }
 
@@ -131,6 +136,18 @@ impl Framing {
                     i += n;
                     *left -= n as u32;
                     if *left == 0 {
+                        self.0 = Position::Header { got: 0, bytes: [0; 5] };
+                    }
+                }
+                Position::Key { got, bytes: key } => {
+                    let take = (8 - *got).min(bytes.len() - i);
+                    key[*got..*got + take].copy_from_slice(&bytes[i..i + take]);
+                    *got += take;
+                    i += take;
+                    if *got == 8 {
+                        let pid = i32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+                        let secret = i32::from_be_bytes([key[4], key[5], key[6], key[7]]);
+                        self.1 = Some((pid, secret));
                         self.0 = Position::Header { got: 0, bytes: [0; 5] };
                     }
                 }
@@ -152,6 +169,8 @@ impl Framing {
                     }
                     self.0 = if length == 4 {
                         Position::Header { got: 0, bytes: [0; 5] }
+                    } else if type_byte == b'K' && length == 12 {
+                        Position::Key { got: 0, bytes: [0; 8] }
                     } else {
                         Position::Body { left: length - 4 }
                     };
@@ -160,6 +179,11 @@ impl Framing {
             }
         }
         Ok(())
+    }
+
+    /// BackendKeyData's process id and secret key, once they have gone by.
+    pub fn backend_key(&self) -> Option<(i32, i32)> {
+        self.1
     }
 
     fn fail(&mut self, v: Violation) -> Result<(), Violation> {
@@ -173,6 +197,18 @@ pub struct Checked<S> {
     inner: S,
     framing: Framing,
     desync: Desync,
+    key: BackendKey,
+}
+
+/// The backend's process id and cancel key, as BackendKeyData gave them at start-up
+/// (tokio-postgres keeps them private).
+#[derive(Debug, Clone, Default)]
+pub struct BackendKey(Arc<OnceLock<(i32, i32)>>);
+
+impl BackendKey {
+    pub fn process_id(&self) -> Option<i32> {
+        self.0.get().map(|k| k.0)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
@@ -184,7 +220,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
         let start = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         match this.framing.follow(&buf.filled()[start..]) {
-            Ok(()) => Poll::Ready(Ok(())),
+            Ok(()) => {
+                if let Some(k) = this.framing.backend_key() {
+                    let _ = this.key.0.set(k);
+                }
+                Poll::Ready(Ok(()))
+            }
             Err(v) => {
                 // None of this read reaches the decoder, which would otherwise wait for the length.
                 buf.set_filled(start);
@@ -227,6 +268,7 @@ impl<S: TlsStream + Unpin> TlsStream for Checked<S> {
 pub struct CheckedConnect<T> {
     pub tls: T,
     pub desync: Desync,
+    pub key: BackendKey,
 }
 
 impl<S, T: TlsConnect<S>> TlsConnect<S> for CheckedConnect<T>
@@ -239,10 +281,10 @@ where
     type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Stream, T::Error>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
-        let (handshake, desync) = (self.tls.connect(stream), self.desync);
+        let (handshake, desync, key) = (self.tls.connect(stream), self.desync, self.key);
         Box::pin(async move {
             let inner = handshake.await?;
-            Ok(Checked { inner, framing: Framing::default(), desync })
+            Ok(Checked { inner, framing: Framing::default(), desync, key })
         })
     }
 }
@@ -256,6 +298,19 @@ mod tests {
         m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
         m.extend_from_slice(body);
         m
+    }
+
+    #[test]
+    fn backend_key_data_is_read_in_any_split() {
+        let mut body = 4242i32.to_be_bytes().to_vec();
+        body.extend_from_slice(&(-7i32).to_be_bytes());
+        let bytes = [message(b'R', &[0, 0, 0, 0]), message(b'K', &body), message(b'Z', b"I")].concat();
+        for cut in 0..bytes.len() {
+            let mut f = Framing::default();
+            f.follow(&bytes[..cut]).unwrap();
+            f.follow(&bytes[cut..]).unwrap();
+            assert_eq!(f.backend_key(), Some((4242, -7)), "cut at {cut}");
+        }
     }
 
     #[test]

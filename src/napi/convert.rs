@@ -131,6 +131,8 @@ pub struct ConnectInfo {
     pub handshake_millis: f64,
     /// The server's run-time parameters from start-up (ParameterStatus): name, value, name, …
     pub parameters: Vec<String>,
+    /// The backend's process id (BackendKeyData).
+    pub process_id: Option<i32>,
 }
 
 impl ConnectInfo {
@@ -142,6 +144,7 @@ impl ConnectInfo {
             dial_millis: ms(t.dial),
             handshake_millis: ms(t.handshake),
             parameters: Vec::new(),
+            process_id: None,
             host: c.host.clone(),
             hostaddr: c.hostaddr.as_ref().map(|a| a.to_string()),
             port: c.port.into(),
