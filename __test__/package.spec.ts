@@ -188,7 +188,7 @@ describe('the packed package in a fresh app', { skip: !thisPlatform && 'the loca
     for (const f of ['package.json', 'README.md', 'index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', BINARY]) {
       assert.ok(names.includes(f), `${f} is packed`)
     }
-    const allowed = /^(package\.json|README\.md|index\.(js|d\.ts)|binding\.(js|d\.ts)|dsql-tunnel\.[a-z0-9-]+\.node|lib\/.+\.js|bin\/.+\.js)$/
+    const allowed = /^(package\.json|README\.md|index\.(js|mjs|d\.ts)|binding\.(js|d\.ts)|dsql-tunnel\.[a-z0-9-]+\.node|lib\/.+\.js|bin\/.+\.js)$/
     assert.deepEqual(names.filter((n) => !allowed.test(n)), [], 'no sources, tests, build output or platform dirs')
     const binary = packed.files.find((f) => f.path === BINARY)
     t.diagnostic(`package ${(packed.size / 1e6).toFixed(1)} MB, unpacked ${(packed.unpackedSize / 1e6).toFixed(1)} MB, ${names.length} files; ${BINARY} ${((binary?.size ?? 0) / 1e6).toFixed(1)} MB`)

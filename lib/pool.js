@@ -22,6 +22,9 @@ const TRANSIENT = new Set([
 // DSQL's admission control: too many connections, connection rate exceeded.
 const ADMISSION = new Set(['53300', '53400'])
 
+// Errors after which the connection is gone: the socket, or the server ending the session.
+const endsSession = (err) => err?.code === 'CONNECTION_LOST' || err?.severity === 'FATAL' || err?.severity === 'PANIC' || /^(57P0[123]|08...)$/.test(err?.code ?? '')
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const jittered = (ms) => ms * (0.75 + Math.random() * 0.5)
 const poolError = (code, message, cause) => new DsqlTunnelError(code, message, cause ? { cause } : undefined)
@@ -154,6 +157,8 @@ function makePool(DefaultClient) {
         try {
           return await entry.client.query(text, values, options)
         } catch (err) {
+          // A query that saw its connection end has told the caller; the pool just drops it.
+          if (endsSession(err)) entry.dead = true
           // The connection was already gone and the query never left: run it on another.
           if (err.code !== 'CONNECTION_LOST' || err.sent !== false || attempt >= 3) throw err
         } finally {

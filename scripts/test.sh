@@ -76,4 +76,4 @@ node --import tsx --test __test__/*.spec.ts
 
 step "behaviour tests on the other supported Node versions (20, 22, 24; fetched once into .cache/node)"
 # The driver's behaviour, packaging and integrations; the CLI and fault suites run on the main Node only.
-bash scripts/node-versions.sh __test__/{tls,types,query,errors,pool,stream,lifecycle,token,package,kysely,lambda}.spec.ts
+bash scripts/node-versions.sh __test__/{tls,types,query,errors,pool,stream,lifecycle,token,package,kysely,lambda,pg}.spec.ts
