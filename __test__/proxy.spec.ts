@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { createRequire } from 'node:module'
+import postgres from 'postgres'
 import { ROOT, rejectsWith, useStack, type Stack } from './helpers.ts'
 
 // The parts of pg and of lib/proxy.js these tests use (pg ships no typings here).
@@ -160,6 +161,24 @@ describe('proxy: clients with no password and no TLS settings', () => {
     assert.equal(recs.length, 1)
     assert.equal(recs[0].sni, s.host)
     assert.equal(recs[0].tokenCheck?.action, 'DbConnectAdmin')
+  })
+
+  test('postgres.js with a plain config (no ssl, no password) runs the connection-info query and a parameterised one', async () => {
+    const s = stack()
+    const since = s.gate.log.length
+    const sql = postgres({ host: '127.0.0.1', port: proxy.port, user: s.users.iam.user, database: 'postgres', ssl: false, max: 1, onnotice: () => {} })
+    try {
+      const info = await sql.unsafe(INFO_QUERY)
+      assert.deepEqual([info[0].database, info[0].user], ['postgres', s.users.iam.user])
+      const r = await sql`select ${40}::int + ${2}::int as n, ${'héllo'}::text as t`
+      assert.deepEqual([...r], [{ n: 42, t: 'héllo' }])
+    } finally {
+      await sql.end({ timeout: 5 })
+    }
+    const recs = startups(s, since)
+    assert.equal(recs.length, 1)
+    assert.equal(recs[0].sni, s.host)
+    assert.equal(recs[0].tokenCheck?.action, 'DbConnect')
   })
 
   test('a non-admin role gets a DbConnect token; startup parameters (options, application_name) reach the server', async () => {
