@@ -79,9 +79,11 @@ function optionStrings(config) {
   if (settings.length) out.options = [out.options, ...settings].filter(Boolean).join(' ')
   const ssl = config.ssl
   if (ssl !== null && typeof ssl === 'object') {
-    if (typeof ssl.servername === 'string' && ssl.servername !== '' && ssl.servername !== out.host) {
-      // The tunnel is what `host` names; the cluster is the TLS name.
-      if (out.host !== undefined && out.hostaddr === undefined) out.hostaddr = out.host === 'localhost' ? 'localhost' : out.host
+    const tunnel = out.host ?? process.env.PGHOST ?? defaults.host
+    if (typeof ssl.servername === 'string' && ssl.servername !== '' && ssl.servername !== tunnel) {
+      // The tunnel is what `host` names (as in pg: the option, else PGHOST, else localhost); the
+      // cluster is the TLS name.
+      if (out.hostaddr === undefined && process.env.PGHOSTADDR === undefined) out.hostaddr = tunnel
       out.host = ssl.servername
     }
     if (ssl.ca !== undefined && ssl.ca !== null && out.sslrootcert === undefined) out.ca = pemText(ssl.ca)
@@ -187,6 +189,16 @@ class Client extends EventEmitter {
     // An accessor: inspect() never reads it, JSON.stringify never lists it.
     Object.defineProperty(this, 'password', { configurable: true, enumerable: false, get: () => password, set: (v) => (password = v) })
     this.#inbox.onEvent = (kind, value) => process.nextTick(() => this.#onEvent(kind, value))
+    // pg's resolved settings object, as code written for pg reads it (no secret in it).
+    const c = this.#config
+    this.connectionParameters = {
+      user: this.user, database: this.database, port: this.port, host: this.host, binary: false, options: c.options,
+      ssl: this.ssl, client_encoding: '', replication: undefined, isDomainSocket: false,
+      application_name: c.application_name ?? c.applicationName, fallback_application_name: c.fallback_application_name,
+      statement_timeout: c.statement_timeout ?? false, lock_timeout: c.lock_timeout ?? false,
+      idle_in_transaction_session_timeout: c.idle_in_transaction_session_timeout ?? false,
+      query_timeout: c.query_timeout ?? false, connect_timeout: c.connect_timeout ?? 0,
+    }
   }
 
   /** pg's `client.setTypeParser` / `getTypeParser`, on this client's overrides. */
@@ -280,6 +292,7 @@ class Client extends EventEmitter {
     this.user = info.user
     this.database = info.database
     this.port = info.port
+    Object.assign(this.connectionParameters, { user: info.user, database: info.database, port: info.port })
     this.readyForQuery = true
     if (r.verification === 'none') warnUnverified()
     for (let i = 0; i + 1 < parameters.length; i += 2) {
