@@ -322,6 +322,8 @@ export declare class Client extends EventEmitter {
   query<R = any>(config: QueryConfig<any>, values?: readonly unknown[]): Promise<QueryResult<R>>
   query<R = any>(text: string | QueryConfig<any>, callback: QueryCallback<R>): void
   query<R = any>(text: string | QueryConfig<any>, values: readonly unknown[] | undefined, callback: QueryCallback<R>): void
+  /** A `Query` (or a pg-cursor / pg-query-stream object) is returned as it is and driven by the client. */
+  query<T extends Query | { submit(connection: unknown): void }>(query: T, callback?: QueryCallback): T
   /** Not callable (no value has type `never`). It lets a Client fit pg-shaped interfaces whose
    * `query` also takes pg submittables (cursors), such as Kysely's `PostgresPoolClient`. */
   query(unsupported: never): never
@@ -466,8 +468,8 @@ export declare class Result<R = any> implements QueryResult<R> {
   addRow(row: R): void
 }
 
-/** A query config object `client.query()` accepts (pg's `Query`). */
-export declare class Query {
+/** pg's `Query`: a query config that `client.query()` returns, emitting `row`, `end` and `error`. */
+export declare class Query extends EventEmitter {
   constructor(config: string | QueryConfig<any>, values?: readonly unknown[], callback?: QueryCallback)
   text: string
   values?: unknown[]

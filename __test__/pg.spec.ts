@@ -155,6 +155,30 @@ describe('callbacks and events', () => {
     })
   })
 
+  test('a Query object is returned and emits row and end; drain when every query has settled', async () => {
+    const s = stack()
+    await withEnv(awsEnv(s), async () => {
+      const client = new Client(pgConfig(s))
+      await client.connect()
+      try {
+        const rows: number[] = []
+        const q = new pg.Query('select n from generate_series(1, 3) n')
+        assert.equal(client.query(q), q)
+        q.on('row', (row: { n: number }) => rows.push(row.n))
+        const result = await new Promise<{ rowCount: number | null }>((resolve) => q.on('end', resolve))
+        assert.deepEqual(rows, [1, 2, 3])
+        assert.equal(result.rowCount, 3)
+        let drained = 0
+        client.on('drain', () => drained++)
+        await Promise.all([client.query('select 1'), client.query('select 2')])
+        await new Promise((r) => setImmediate(r))
+        assert.equal(drained, 1)
+      } finally {
+        await client.end()
+      }
+    })
+  })
+
   test('connection.parameterStatus during connect; notice for a server NOTICE', async () => {
     const s = stack()
     await withEnv(awsEnv(s), async () => {

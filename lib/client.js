@@ -16,6 +16,7 @@ const { defaults, changedDefaults } = require('./defaults')
 const { escapeIdentifier, escapeLiteral } = require('./utils')
 const Result = require('./result')
 const { runSubmittable } = require('./submittable')
+const Query = require('./query')
 const { debug } = require('./debug')
 
 // How long a cancelled query may take to come back before its connection is given up.
@@ -75,7 +76,8 @@ function optionStrings(config) {
   if (config.connect_timeout !== undefined && config.connect_timeout !== null && out.connectionTimeoutMillis === undefined) {
     out.connectionTimeoutMillis = String(Number(config.connect_timeout) * 1000)
   }
-  const settings = SESSION_SETTINGS.filter((s) => typeof config[s] === 'number' && config[s] > 0).map((s) => `-c ${s}=${config[s]}`)
+  // Whole milliseconds, as pg sends them (it parses with parseInt).
+  const settings = SESSION_SETTINGS.filter((s) => Number(config[s]) > 0).map((s) => `-c ${s}=${parseInt(config[s], 10)}`)
   if (settings.length) out.options = [out.options, ...settings].filter(Boolean).join(' ')
   const ssl = config.ssl
   if (ssl !== null && typeof ssl === 'object') {
@@ -325,6 +327,7 @@ class Client extends EventEmitter {
    * array of results for text with several statements).
    */
   query(config, values, callback) {
+    if (config instanceof Query) return config._settle(this.#run(normalize(config, values, callback)))
     if (config !== null && typeof config === 'object' && typeof config.submit === 'function') {
       return this.#submit(config, values)
     }
@@ -461,9 +464,10 @@ class Client extends EventEmitter {
       if (isNativeError(r)) throw fromNative(r)
       return r
     } finally {
-      this.#inflight--
       mark.done = true
       if (mark.wake !== null) mark.wake()
+      // pg's `drain`: every query sent so far has settled.
+      if (--this.#inflight === 0 && this.listenerCount('drain') > 0) queueMicrotask(() => this.#inflight === 0 && this.emit('drain'))
     }
   }
 
@@ -708,6 +712,6 @@ function resolveConfig(config) {
   return r
 }
 
-Client.Query = require('./query')
+Client.Query = Query
 
 module.exports = { Client, Connection, NoticeMessage, resolveConfig, readEnvironment, resolveCredentials }

@@ -218,6 +218,14 @@ pub(crate) async fn dial(config: &Config) -> Result<TcpStream, Error> {
 }
 
 async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    // RFC 6761: names under .invalid never resolve, so no resolver is asked about them.
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name == "invalid" || name.ends_with(".invalid") {
+        return Err(Error::Resolve {
+            host: host.to_string(),
+            source: io::Error::new(io::ErrorKind::NotFound, "names under .invalid never resolve (RFC 6761)"),
+        });
+    }
     let found = tokio::net::lookup_host((host, port))
         .await
         .map_err(|source| Error::Resolve { host: host.to_string(), source })?;
