@@ -349,7 +349,7 @@ export declare class Client extends EventEmitter {
   readonly connection: Connection
   /** Whether the connection is open (its socket alive). */
   readonly isOpen: boolean
-  /** The backend process id (`null`: not reported by this driver). */
+  /** The backend process id, from BackendKeyData (`null` before connecting). */
   processID: number | null
   host: string
   port: number
