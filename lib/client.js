@@ -327,7 +327,10 @@ class Client extends EventEmitter {
    * array of results for text with several statements).
    */
   query(config, values, callback) {
-    if (config instanceof Query) return config._settle(this.#run(normalize(config, values, callback)))
+    if (config instanceof Query) {
+      if (typeof values === 'function' && typeof config.callback !== 'function') config.callback = values
+      return config._settle(this.#run(normalize(config, typeof values === 'function' ? undefined : values)))
+    }
     if (config !== null && typeof config === 'object' && typeof config.submit === 'function') {
       return this.#submit(config, values)
     }
