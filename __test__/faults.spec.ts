@@ -51,7 +51,8 @@ function poolOptions(s: Stack, extra: PoolConfig = {}): PoolConfig {
 
 // Codes a connection attempt cut during set-up may surface with: which one depends on how far
 // the TLS handshake got (see RELIABILITY.md for the measured mapping).
-const CUT_DURING_SETUP = ['TLS_HANDSHAKE_FAILED', 'CONNECTION_LOST', 'ECONNRESET']
+// A reset that races the first write reads as EPIPE (the peer had already gone when we wrote).
+const CUT_DURING_SETUP = ['TLS_HANDSHAKE_FAILED', 'CONNECTION_LOST', 'ECONNRESET', 'EPIPE']
 
 // The network's faults and the impostors touch only their own proxies and listeners: they run
 // concurrently, so the waits only a timeout can end (5 s of cancel grace each) overlap.
