@@ -275,6 +275,8 @@ export interface ResolvedConfig {
   /** `null` when connecting waits forever. */
   connectTimeoutMillis?: number
   isDsql: boolean
+  /** The tunnel the driver opens itself, as `ssh://user@bastion:port` (never a passphrase). */
+  tunnel?: string
   /** Setting name → `option`, `connection string`, `environment (NAME)` or `default`. */
   sources: Record<string, string>
 }
