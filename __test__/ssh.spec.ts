@@ -8,6 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
+import pg from 'pg'
 import { Client, Pool, resolveConfig, type ClientConfig } from '../index.js'
 import { rejectsWith, useStack, withEnv, type Stack } from './helpers.ts'
 
@@ -164,22 +165,36 @@ function viaSsh(s: Stack, ssh: Record<string, unknown> = {}, extra: ClientConfig
   } as ClientConfig & Record<string, unknown>
 }
 
-/** Ports listening on loopback now (from /proc/net/tcp), to show the tunnel opens none. */
+/** Ports this process listens on now (its sockets' inodes in /proc/net/tcp*): the tunnel opens none. */
 function listeningPorts(): Set<number> {
+  const mine = new Set<string>()
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))
+      if (m) mine.add(m[1])
+    } catch {
+      // Closed while we looked.
+    }
+  }
   const out = new Set<number>()
   for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = ''
-    try {
-      text = fs.readFileSync(f, 'utf8')
-    } catch {
-      continue
-    }
-    for (const line of text.split('\n').slice(1)) {
+    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/)
-      if (cols[3] === '0A') out.add(parseInt(cols[1].split(':')[1], 16))
+      if (cols[3] === '0A' && mine.has(cols[9])) out.add(parseInt(cols[1].split(':')[1], 16))
     }
   }
   return out
+}
+
+/** TCP connections from this machine to 127.0.0.1:`port` that are established now. */
+function established(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0')
+  let n = 0
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/)
+    if (cols.length > 3 && cols[2] === `0100007F:${hex}` && cols[3] === '01') n++
+  }
+  return n
 }
 
 describe('ssh tunnel', () => {
@@ -195,6 +210,11 @@ describe('ssh tunnel', () => {
     await sshd.start()
     knownHosts = path.join(dir, 'known_hosts')
     fs.writeFileSync(knownHosts, sshd.knownHostsLine() + '\n')
+    // A home with the usual files, for the ssh:// form (defaults: ~/.ssh/id_ed25519, known_hosts).
+    const home = path.join(dir, 'home')
+    fs.mkdirSync(path.join(home, '.ssh'), { recursive: true })
+    fs.copyFileSync(plainKey, path.join(home, '.ssh', 'id_ed25519'))
+    fs.writeFileSync(path.join(home, '.ssh', 'known_hosts'), `# made by ssh.spec\n${sshd.knownHostsLine()}\n`)
   })
 
   after(async () => {
@@ -205,9 +225,6 @@ describe('ssh tunnel', () => {
   test('a pool through ssh://root@127.0.0.1:<port>: SNI and a token reach the gate, nothing new listens', async () => {
     const s = stack()
     const home = path.join(dir, 'home')
-    fs.mkdirSync(path.join(home, '.ssh'), { recursive: true })
-    fs.copyFileSync(plainKey, path.join(home, '.ssh', 'id_ed25519'))
-    fs.writeFileSync(path.join(home, '.ssh', 'known_hosts'), `# made by ssh.spec\n${sshd.knownHostsLine()}\n`)
     await withEnv({ HOME: home, SSH_AUTH_SOCK: undefined }, async () => {
       const before = listeningPorts()
       const opts = viaSsh(s, {}, { tunnel: `ssh://root@127.0.0.1:${sshd.port}`, max: 4 })
@@ -239,7 +256,7 @@ describe('ssh tunnel', () => {
       assert.equal(r.sources.tunnel, 'environment (DSQL_TUNNEL)')
     })
     const r = resolveConfig({ host: s.host, tunnel: { ssh: { host: 'b', passphrase: 'hunter2-secret' } } } as ClientConfig)
-    assert.equal(r.tunnel, 'ssh://b:22')
+    assert.equal(r.tunnel, 'ssh://b')
     assert.ok(!JSON.stringify(r).includes('hunter2-secret'))
     assert.throws(() => resolveConfig({ host: s.host, tunnel: 'bastion:22' } as ClientConfig), { code: 'INVALID_CONFIG' })
   })
@@ -413,12 +430,82 @@ describe('ssh tunnel', () => {
     }
   })
 
-  test('dsql-tunnel check --tunnel ssh://…', async () => {
+  test('~/.ssh/config: a Host alias with HostName, Port, User, IdentityFile, and a ProxyCommand', async () => {
     const s = stack()
-    const home = path.join(dir, 'home')
-    const env: NodeJS.ProcessEnv = {
+    const home = path.join(dir, 'home-config')
+    fs.mkdirSync(path.join(home, '.ssh'), { recursive: true })
+    fs.copyFileSync(plainKey, path.join(home, '.ssh', 'bastion_key'))
+    fs.writeFileSync(path.join(home, '.ssh', 'known_hosts'), sshd.knownHostsLine() + '\n')
+    const marker = path.join(dir, 'proxy-command-ran')
+    // The ProxyCommand: a small relay on stdin/stdout, as `ssh -W` or an SSM session would be.
+    const relay = `require('net').connect(Number(process.argv[2]), process.argv[3]).on('connect', function () { process.stdin.pipe(this); this.pipe(process.stdout) })`
+    fs.writeFileSync(path.join(dir, 'relay.js'), relay)
+    fs.writeFileSync(
+      path.join(home, '.ssh', 'config'),
+      [
+        'Host db-bastion',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        '  User root',
+        '  IdentityFile ~/.ssh/bastion_key',
+        'Host via-proxy',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        '  User root',
+        '  IdentityFile ~/.ssh/bastion_key',
+        `  ProxyCommand touch ${marker}; exec ${process.execPath} ${path.join(dir, 'relay.js')} %p %h`,
+        '',
+      ].join('\n'),
+    )
+    await withEnv({ HOME: home, SSH_AUTH_SOCK: undefined }, async () => {
+      for (const alias of ['db-bastion', 'via-proxy']) {
+        const c = new Client(viaSsh(s, {}, { tunnel: `ssh://${alias}` }))
+        await c.connect()
+        try {
+          assert.deepEqual((await c.query('select $1::text as via', [alias])).rows, [{ via: alias }])
+        } finally {
+          await c.end()
+        }
+      }
+    })
+    assert.ok(fs.existsSync(marker), 'the ProxyCommand carried the session')
+  })
+
+  test('a session with no connections left is closed after a few seconds (pool.end() closes it)', async () => {
+    const s = stack()
+    // Its own sshd, so that its connections can be counted.
+    const own = new Sshd(fs.mkdtempSync(path.join(dir, 'idle-')), await freePort(), `127.0.0.1:${s.gatePort}`, [fs.readFileSync(`${plainKey}.pub`, 'utf8')])
+    started.push(own)
+    await own.start()
+    const kh = path.join(own.dir, 'known_hosts')
+    fs.writeFileSync(kh, own.knownHostsLine() + '\n')
+    const opts = viaSsh(s, { port: own.port, knownHostsFile: kh })
+    const sessions = () => established(own.port)
+    const logins = () => (own.log.match(/Accepted publickey/g) ?? []).length
+    try {
+      const pool = new Pool({ ...opts, max: 3 })
+      await Promise.all(Array.from({ length: 6 }, () => pool.query('select 1')))
+      assert.equal(sessions(), 1, 'one session for the pool')
+      await pool.end()
+      const deadline = Date.now() + 12_000
+      while (sessions() > 0 && Date.now() < deadline) await sleep(100)
+      assert.equal(sessions(), 0, 'the idle session was closed')
+      const again = new Pool({ ...opts, max: 1 })
+      try {
+        await again.query('select 1')
+      } finally {
+        await again.end()
+      }
+      assert.equal(logins(), 2, 'a new session was opened for the new pool')
+    } finally {
+      await own.kill()
+    }
+  })
+
+  function cliEnv(s: Stack): NodeJS.ProcessEnv {
+    return {
       PATH: process.env.PATH,
-      HOME: home,
+      HOME: path.join(dir, 'home'),
       AWS_ACCESS_KEY_ID: s.aws.accessKeyId,
       AWS_SECRET_ACCESS_KEY: s.aws.secretAccessKey,
       AWS_SESSION_TOKEN: s.aws.sessionToken,
@@ -426,9 +513,13 @@ describe('ssh tunnel', () => {
       AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
       AWS_EC2_METADATA_DISABLED: 'true',
     }
-    const args = [BIN, 'check', '--host', s.host, '--hostaddr', '127.0.0.1', '--port', String(s.gatePort), '--sslrootcert', s.caFile,
-      '--tunnel', `ssh://root@127.0.0.1:${sshd.port}`, '--json']
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  }
+  const cliSettings = (s: Stack) => ['--host', s.host, '--hostaddr', '127.0.0.1', '--port', String(s.gatePort), '--sslrootcert', s.caFile,
+    '--tunnel', `ssh://root@127.0.0.1:${sshd.port}`]
+
+  test('dsql-tunnel check --tunnel ssh://…', async () => {
+    const s = stack()
+    const child = spawn(process.execPath, [BIN, 'check', ...cliSettings(s), '--json'], { env: cliEnv(s), stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.on('data', (d) => (out += d))
@@ -437,7 +528,35 @@ describe('ssh tunnel', () => {
     const code = await new Promise<number | null>((r) => child.on('exit', r))
     clearTimeout(timer)
     assert.equal(code, 0, `${out}\n${err}`)
-    const result = JSON.parse(out)
-    assert.equal(result.ok, true, out)
+    assert.equal(JSON.parse(out).ok, true, out)
+  })
+
+  test('dsql-tunnel proxy --tunnel ssh://…: a plain PostgreSQL client through the proxy and the tunnel', async () => {
+    const s = stack()
+    const child = spawn(process.execPath, [BIN, 'proxy', '--listen', '127.0.0.1:0', ...cliSettings(s)], { env: cliEnv(s), stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const exited = new Promise<number | null>((r) => child.on('exit', r))
+    try {
+      const deadline = Date.now() + 15_000
+      while (!/port=\d+/.test(out) && Date.now() < deadline && child.exitCode === null) await sleep(50)
+      const port = Number(/port=(\d+)/.exec(out)?.[1])
+      assert.ok(port > 0, out)
+      const seen = s.gate.log.length
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'admin', database: 'postgres' })
+      await c.connect()
+      try {
+        assert.deepEqual((await c.query('select 5 as five')).rows, [{ five: 5 }])
+      } finally {
+        await c.end()
+      }
+      const records = s.gate.log.slice(seen).filter((r) => r.kind === 'startup')
+      assert.ok(records.length >= 1 && records.every((r) => r.sni === s.host && r.tokenCheck?.ok === true))
+      child.kill('SIGTERM')
+      assert.equal(await exited, 0)
+    } finally {
+      child.kill('SIGKILL')
+    }
   })
 })

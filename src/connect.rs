@@ -198,7 +198,7 @@ pub(crate) async fn dial(config: &Config) -> Result<Stream, Error> {
         // The far end resolves the name: the cluster's hostname resolves inside its VPC.
         Some(crate::tunnel::Spec::Ssh(ssh)) => {
             let far = config.hostaddr.as_ref().map_or_else(|| config.host.clone(), |a| a.to_string());
-            Ok(Stream::Ssh(crate::tunnel::ssh::open(ssh, &far, config.port).await?))
+            Ok(Stream::Ssh(Box::new(crate::tunnel::ssh::open(ssh, &far, config.port).await?)))
         }
         None => dial_tcp(config).await.map(Stream::Tcp),
     }

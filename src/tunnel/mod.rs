@@ -5,6 +5,7 @@
 //! certificate verification and tokens stay on the cluster's hostname either way.
 
 pub mod ssh;
+pub mod ssh_config;
 
 use crate::config::Secret;
 use std::io;
@@ -35,11 +36,13 @@ pub enum Agent {
 /// An SSH bastion, as `ssh://[user@]host[:port]` or `{ ssh: { … } }` writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SshSpec {
+    /// A name, an address, or a `Host` of `~/.ssh/config`.
     pub host: String,
-    pub port: u16,
-    /// `None`: `$USER`, as ssh does.
+    /// `None`: `~/.ssh/config`'s `Port`, else 22.
+    pub port: Option<u16>,
+    /// `None`: `~/.ssh/config`'s `User`, else `$USER`, as ssh does.
     pub user: Option<String>,
-    /// `None`: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`, those that exist.
+    /// `None`: `~/.ssh/config`'s `IdentityFile`s, else `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
     pub identity_file: Option<PathBuf>,
     pub passphrase: Option<Secret>,
     /// `None`: `~/.ssh/known_hosts`.
@@ -68,7 +71,7 @@ impl Spec {
         let (host, port) = split_host_port(hostport)?;
         Ok(Spec::Ssh(SshSpec {
             host,
-            port: port.unwrap_or(22),
+            port,
             user,
             identity_file: None,
             passphrase: None,
@@ -83,7 +86,8 @@ impl Spec {
             Spec::Ssh(s) => {
                 let user = s.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
                 let host = if s.host.contains(':') { format!("[{}]", s.host) } else { s.host.clone() };
-                format!("ssh://{user}{host}:{}", s.port)
+                let port = s.port.map(|p| format!(":{p}")).unwrap_or_default();
+                format!("ssh://{user}{host}{port}")
             }
         }
     }
@@ -126,13 +130,14 @@ fn parse_object(s: &str) -> Result<Spec, String> {
     };
     let host = text("host")?.ok_or("ssh.host is required")?;
     let port = match ssh.get("port") {
-        None | Some(serde_json::Value::Null) => 22,
-        Some(p) => p
-            .as_u64()
-            .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|&n| n > 0)
-            .ok_or("ssh.port must be 1-65535")?,
+        None | Some(serde_json::Value::Null) => None,
+        Some(p) => Some(
+            p.as_u64()
+                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .ok_or("ssh.port must be 1-65535")?,
+        ),
     };
     let agent = match ssh.get("agent") {
         None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(true)) => Agent::Auto,
@@ -221,7 +226,7 @@ pub fn lost_in(e: &(dyn std::error::Error + 'static)) -> Option<crate::error::Er
 /// the driver opened.
 pub enum Stream {
     Tcp(TcpStream),
-    Ssh(ssh::Channel),
+    Ssh(Box<ssh::Channel>),
 }
 
 impl Stream {
@@ -287,9 +292,9 @@ mod tests {
     #[test]
     fn ssh_urls() {
         let Spec::Ssh(s) = Spec::parse("ssh://ec2-user@bastion.example:2222").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.user.as_deref()), ("bastion.example", 2222, Some("ec2-user")));
+        assert_eq!((s.host.as_str(), s.port, s.user.as_deref()), ("bastion.example", Some(2222), Some("ec2-user")));
         let Spec::Ssh(s) = Spec::parse("ssh://[::1]").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.user), ("::1", 22, None));
+        assert_eq!((s.host.as_str(), s.port, s.user), ("::1", None, None));
         for bad in ["bastion", "ssh://", "ssh://@h", "ssh://h:0", "ssh://h:x", "ssm://i-1"] {
             assert!(Spec::parse(bad).is_err(), "{bad}");
         }
@@ -301,7 +306,10 @@ mod tests {
             r#"{"ssh":{"host":"b","port":"2200","user":"u","identityFile":"/k","passphrase":"pw","agent":false}}"#,
         )
         .unwrap();
-        assert_eq!((s.port, &s.agent, s.passphrase.as_ref().map(|p| p.expose())), (2200, &Agent::Off, Some("pw")));
+        assert_eq!(
+            (s.port, &s.agent, s.passphrase.as_ref().map(|p| p.expose())),
+            (Some(2200), &Agent::Off, Some("pw"))
+        );
         assert!(!format!("{s:?}").contains("pw\""), "passphrase in Debug");
         assert!(Spec::parse(r#"{"ssh":{"host":"b","bogus":1}}"#).is_err());
         assert!(Spec::parse(r#"{"ssh":{"port":22}}"#).is_err());

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -21,6 +21,9 @@ const KEEPALIVE_MAX: usize = 3;
 /// Waits between attempts to open a session after a failure: doubling, capped.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a session with no channels stays open: a pool's `end()` closes its session after it,
+/// and a client that reconnects at once does not pay for a new handshake.
+const IDLE_CLOSE: Duration = Duration::from_secs(5);
 
 static SESSIONS: LazyLock<Mutex<HashMap<SshSpec, Arc<Slot>>>> = LazyLock::new(Default::default);
 
@@ -42,6 +45,10 @@ struct Live {
     handle: Handle<Checker>,
     ended: Arc<Ended>,
     info: Info,
+    /// Channels open now; at zero for [`IDLE_CLOSE`], the session is closed.
+    channels: AtomicUsize,
+    /// The ProxyCommand carrying the session, killed with it.
+    _proxy: Option<tokio::process::Child>,
 }
 
 /// What an open session is: for diagnostics.
@@ -166,7 +173,8 @@ pub async fn open(spec: &SshSpec, host: &str, port: u16) -> Result<Channel, Erro
         let live = session(&slot, spec).await?;
         match live.handle.channel_open_direct_tcpip(host, port.into(), "127.0.0.1", 0).await {
             Ok(ch) => {
-                return Ok(Channel { inner: ch.into_stream(), session: live, lost: Lost::default() });
+                live.channels.fetch_add(1, Ordering::AcqRel);
+                return Ok(Channel { inner: ch.into_stream(), session: live, slot, lost: Lost::default() });
             }
             Err(russh::Error::ChannelOpenFailure(reason)) => {
                 return Err(failure(
@@ -230,13 +238,37 @@ fn known_hosts_path(spec: &SshSpec) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".ssh/known_hosts"))
 }
 
+/// Where and as whom to connect: the setting, completed from `~/.ssh/config`.
+struct Target {
+    host: String,
+    port: u16,
+    user: String,
+    identity_files: Option<Vec<PathBuf>>,
+    proxy_command: Option<String>,
+}
+
+fn target(spec: &SshSpec) -> Target {
+    let home = super::home();
+    let file = home.as_ref().map(|h| h.join(".ssh").join("config"));
+    let found = file.map(|f| super::ssh_config::for_host(&f, &spec.host, home.as_deref())).unwrap_or_default();
+    let files = spec.identity_file.clone().map(|f| vec![f]);
+    Target {
+        host: found.host_name.unwrap_or_else(|| spec.host.clone()),
+        port: spec.port.or(found.port).unwrap_or(22),
+        user: spec.user.clone().or(found.user).unwrap_or_else(local_user),
+        identity_files: files.or((!found.identity_files.is_empty()).then_some(found.identity_files)),
+        proxy_command: found.proxy_command,
+    }
+}
+
 async fn connect(spec: &SshSpec) -> Result<Live, Error> {
+    let target = target(spec);
     let known_hosts = known_hosts_path(spec);
     let verdict = Arc::new(Mutex::new(None));
     let ended = Arc::new(Ended::default());
     let checker = Checker {
-        host: spec.host.clone(),
-        port: spec.port,
+        host: target.host.clone(),
+        port: target.port,
         known_hosts: known_hosts.clone(),
         verdict: verdict.clone(),
         ended: ended.clone(),
@@ -248,11 +280,34 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
         ..Default::default()
     });
     let shown = super::Spec::Ssh(spec.clone()).describe();
-    let tcp = tokio::net::TcpStream::connect((spec.host.as_str(), spec.port))
-        .await
-        .map_err(|e| failure(TunnelFailure::ConnectFailed, format!("could not reach the bastion {shown}: {e}")))?;
-    tcp.set_nodelay(true).ok();
-    let handle = client::connect_stream(config, tcp, checker).await;
+    let unreachable =
+        |e: io::Error| failure(TunnelFailure::ConnectFailed, format!("could not reach the bastion {shown}: {e}"));
+    let mut proxy = None;
+    let handle = match &target.proxy_command {
+        // As ssh runs it: through the shell, the SSH stream on its stdin and stdout.
+        Some(command) => {
+            let command = super::ssh_config::expand_tokens(command, &target.host, target.port, &target.user);
+            let mut child = tokio::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&command)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| unreachable(io::Error::new(e.kind(), format!("ProxyCommand {command:?}: {e}"))))?;
+            let (Some(out), Some(inp)) = (child.stdout.take(), child.stdin.take()) else {
+                return Err(unreachable(io::Error::other("the ProxyCommand has no stdin/stdout")));
+            };
+            proxy = Some(child);
+            client::connect_stream(config, tokio::io::join(out, inp), checker).await
+        }
+        None => {
+            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(unreachable)?;
+            tcp.set_nodelay(true).ok();
+            client::connect_stream(config, tcp, checker).await
+        }
+    };
     let verdict = verdict.lock().expect("verdict").clone();
     let (mut handle, host_key) = match (handle, verdict) {
         (Ok(h), Some(Verdict::Known(fingerprint))) => (h, fingerprint),
@@ -289,8 +344,8 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
             return Err(failure(TunnelFailure::ConnectFailed, format!("the bastion {shown} showed no host key")))
         }
     };
-    let auth = authenticate(&mut handle, spec, &shown).await?;
-    Ok(Live { handle, ended, info: Info { auth, host_key } })
+    let auth = authenticate(&mut handle, spec, &target, &shown).await?;
+    Ok(Live { handle, ended, info: Info { auth, host_key }, channels: AtomicUsize::new(0), _proxy: proxy })
 }
 
 fn local_user() -> String {
@@ -301,8 +356,13 @@ fn local_user() -> String {
 }
 
 /// Tries the agent's keys, then the identity files; returns how it got in.
-async fn authenticate(handle: &mut Handle<Checker>, spec: &SshSpec, shown: &str) -> Result<String, Error> {
-    let user = spec.user.clone().unwrap_or_else(local_user);
+async fn authenticate(
+    handle: &mut Handle<Checker>,
+    spec: &SshSpec,
+    target: &Target,
+    shown: &str,
+) -> Result<String, Error> {
+    let user = target.user.clone();
     let mut tried: Vec<String> = Vec::new();
     let lost = |e: russh::Error| {
         failure(TunnelFailure::ConnectFailed, format!("the bastion {shown} closed during authentication: {e}"))
@@ -343,8 +403,8 @@ async fn authenticate(handle: &mut Handle<Checker>, spec: &SshSpec, shown: &str)
         }
     }
 
-    let files: Vec<PathBuf> = match &spec.identity_file {
-        Some(f) => vec![f.clone()],
+    let files: Vec<PathBuf> = match &target.identity_files {
+        Some(f) => f.clone(),
         None => super::home()
             .map(|h| ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|n| h.join(".ssh").join(n)).collect::<Vec<_>>())
             .unwrap_or_default()
@@ -407,7 +467,28 @@ async fn rsa_hash(handle: &Handle<Checker>, is_rsa: bool) -> Result<Option<HashA
 pub struct Channel {
     inner: russh::ChannelStream<client::Msg>,
     session: Arc<Live>,
+    slot: Arc<Slot>,
     pub(super) lost: Lost,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if self.session.channels.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let (session, slot) = (self.session.clone(), self.slot.clone());
+        rt.spawn(async move {
+            tokio::time::sleep(IDLE_CLOSE).await;
+            let mut st = slot.state.lock().await;
+            let current = st.live.as_ref().is_some_and(|l| Arc::ptr_eq(l, &session));
+            if current && session.channels.load(Ordering::Acquire) == 0 {
+                st.live = None;
+                drop(st);
+                let _ = session.handle.disconnect(russh::Disconnect::ByApplication, "idle", "en").await;
+            }
+        });
+    }
 }
 
 impl Channel {
@@ -419,10 +500,6 @@ impl Channel {
 
     fn dead(&self) -> bool {
         self.session.is_dead()
-    }
-
-    pub(super) fn is_write_vectored(&self) -> bool {
-        false
     }
 }
 
