@@ -19,7 +19,8 @@ export interface ClientConfig {
    * set, else `host`, on `port`; SNI, verification and tokens still use `host`. Host keys are
    * checked against `~/.ssh/known_hosts` (`SSH_HOST_KEY_UNKNOWN`, `SSH_HOST_KEY_CHANGED`); keys
    * come from ssh-agent (`SSH_AUTH_SOCK`), then `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
-   * Env: `DSQL_TUNNEL`. */
+   * `ssm://<instance-id>` (or `{ ssm: { target, region, profile } }`) runs `aws ssm start-session`
+   * with AWS-StartPortForwardingSessionToRemoteHost instead, restarted when it exits. Env: `DSQL_TUNNEL`. */
   tunnel?: string | TunnelConfig
   /** Default `admin`. Env: `PGUSER`. */
   user?: string
@@ -186,8 +187,21 @@ export interface QueryConfig<V = unknown[]> extends QueryOptions {
 
 export type QueryCallback<R = any> = (err: Error | null, result: QueryResult<R>) => void
 
-/** `{ ssh: { … } }`, the object form of the `tunnel` option. */
-export interface TunnelConfig {
+/** `{ ssh: { … } }` or `{ ssm: { … } }`, the object forms of the `tunnel` option. */
+export type TunnelConfig = SshTunnelConfig | SsmTunnelConfig
+
+export interface SsmTunnelConfig {
+  ssm: {
+    /** The managed instance (`i-…`) that forwards to the cluster. */
+    target: string
+    /** Passed to the AWS CLI as `--region`. */
+    region?: string
+    /** Passed to the AWS CLI as `--profile`. */
+    profile?: string
+  }
+}
+
+export interface SshTunnelConfig {
   ssh: {
     host: string
     /** Default 22. */
@@ -247,6 +261,8 @@ export type ClientErrorCode =
   | 'SSH_CONNECT_FAILED'
   | 'SSH_CHANNEL_REFUSED'
   | 'TUNNEL_LOST'
+  | 'SSM_CLI_MISSING'
+  | 'SSM_SESSION_FAILED'
   | 'INVALID_ARGUMENT'
   | 'INVALID_PARAMETER'
   | 'PARAMETER_COUNT_MISMATCH'

@@ -200,6 +200,12 @@ pub(crate) async fn dial(config: &Config) -> Result<Stream, Error> {
             let far = config.hostaddr.as_ref().map_or_else(|| config.host.clone(), |a| a.to_string());
             Ok(Stream::Ssh(Box::new(crate::tunnel::ssh::open(ssh, &far, config.port).await?)))
         }
+        Some(crate::tunnel::Spec::Ssm(ssm)) => {
+            let far = config.hostaddr.as_ref().map_or_else(|| config.host.clone(), |a| a.to_string());
+            let tcp = crate::tunnel::ssm::open(ssm, &far, config.port).await?;
+            tcp.set_nodelay(true).ok();
+            Ok(Stream::Tcp(tcp))
+        }
         None => dial_tcp(config).await.map(Stream::Tcp),
     }
 }

@@ -54,6 +54,10 @@ pub enum TunnelFailure {
     ChannelRefused,
     /// The tunnel's session ended while a connection rode it.
     Lost,
+    /// `aws` or the Session Manager plugin is not installed.
+    SsmCliMissing,
+    /// The SSM session could not be started, or its local port refused.
+    SsmSessionFailed,
 }
 
 /// Which part of a static token does not fit the connection.
@@ -159,6 +163,8 @@ impl Error {
                 TunnelFailure::ConnectFailed => "SSH_CONNECT_FAILED",
                 TunnelFailure::ChannelRefused => "SSH_CHANNEL_REFUSED",
                 TunnelFailure::Lost => "TUNNEL_LOST",
+                TunnelFailure::SsmCliMissing => "SSM_CLI_MISSING",
+                TunnelFailure::SsmSessionFailed => "SSM_SESSION_FAILED",
             }
             .into(),
         }

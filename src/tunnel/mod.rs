@@ -6,6 +6,7 @@
 
 pub mod ssh;
 pub mod ssh_config;
+pub mod ssm;
 
 use crate::config::Secret;
 use std::io;
@@ -16,10 +17,21 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A tunnel to open: for now an SSH session to a bastion.
+/// A tunnel to open: an SSH session to a bastion, or an SSM port-forwarding session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Spec {
     Ssh(SshSpec),
+    Ssm(SsmSpec),
+}
+
+/// An SSM managed instance to forward through, as `ssm://<instance-id>` or `{ ssm: { … } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SsmSpec {
+    pub target: String,
+    /// Passed to the CLI as `--region`; `None`: the CLI's own default.
+    pub region: Option<String>,
+    /// Passed to the CLI as `--profile`.
+    pub profile: Option<String>,
 }
 
 /// Which ssh-agent to ask for keys.
@@ -57,9 +69,16 @@ impl Spec {
         if s.starts_with('{') {
             return parse_object(s);
         }
+        if let Some(target) = s.strip_prefix("ssm://") {
+            let target = target.trim_end_matches('/');
+            if target.is_empty() || !target.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+                return Err("ssm:// needs the managed instance's id, e.g. ssm://i-0123456789abcdef0".into());
+            }
+            return Ok(Spec::Ssm(SsmSpec { target: target.to_string(), region: None, profile: None }));
+        }
         let Some(rest) = s.strip_prefix("ssh://") else {
-            return Err("use ssh://[user@]bastion[:port] or { ssh: { host, port, user, identityFile, passphrase, \
-                        knownHostsFile, agent } }"
+            return Err("use ssh://[user@]bastion[:port], ssm://<instance-id>, { ssh: { host, port, user, \
+                        identityFile, passphrase, knownHostsFile, agent } } or { ssm: { target, region, profile } }"
                 .into());
         };
         let rest = rest.trim_end_matches('/');
@@ -89,6 +108,7 @@ impl Spec {
                 let port = s.port.map(|p| format!(":{p}")).unwrap_or_default();
                 format!("ssh://{user}{host}{port}")
             }
+            Spec::Ssm(s) => format!("ssm://{}", s.target),
         }
     }
 }
@@ -115,6 +135,23 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
 
 fn parse_object(s: &str) -> Result<Spec, String> {
     let v: serde_json::Value = serde_json::from_str(s).map_err(|_| "the tunnel object is not valid".to_string())?;
+    if let Some(ssm) = v.get("ssm") {
+        let ssm = ssm.as_object().ok_or("ssm must be an object: { target, region, profile }")?;
+        let text = |k: &str| -> Result<Option<String>, String> {
+            match ssm.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                Some(_) => Err(format!("ssm.{k} must be a non-empty string")),
+            }
+        };
+        for key in ssm.keys() {
+            if !["target", "region", "profile"].contains(&key.as_str()) {
+                return Err(format!("ssm.{key} is not a tunnel setting"));
+            }
+        }
+        let target = text("target")?.ok_or("ssm.target (the managed instance's id) is required")?;
+        return Ok(Spec::Ssm(SsmSpec { target, region: text("region")?, profile: text("profile")? }));
+    }
     let ssh = v.get("ssh").and_then(|s| s.as_object()).ok_or("the tunnel object needs an ssh: { host } member")?;
     for key in ssh.keys() {
         if !["host", "port", "user", "identityFile", "passphrase", "knownHostsFile", "agent"].contains(&key.as_str()) {
@@ -291,21 +328,22 @@ mod tests {
 
     #[test]
     fn ssh_urls() {
-        let Spec::Ssh(s) = Spec::parse("ssh://ec2-user@bastion.example:2222").unwrap();
+        let Ok(Spec::Ssh(s)) = Spec::parse("ssh://ec2-user@bastion.example:2222") else { panic!() };
         assert_eq!((s.host.as_str(), s.port, s.user.as_deref()), ("bastion.example", Some(2222), Some("ec2-user")));
-        let Spec::Ssh(s) = Spec::parse("ssh://[::1]").unwrap();
+        let Ok(Spec::Ssh(s)) = Spec::parse("ssh://[::1]") else { panic!() };
         assert_eq!((s.host.as_str(), s.port, s.user), ("::1", None, None));
-        for bad in ["bastion", "ssh://", "ssh://@h", "ssh://h:0", "ssh://h:x", "ssm://i-1"] {
+        for bad in ["bastion", "ssh://", "ssh://@h", "ssh://h:0", "ssh://h:x", "ssm://", "ssm://i 1;x"] {
             assert!(Spec::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn ssh_objects() {
-        let Spec::Ssh(s) = Spec::parse(
+        let Ok(Spec::Ssh(s)) = Spec::parse(
             r#"{"ssh":{"host":"b","port":"2200","user":"u","identityFile":"/k","passphrase":"pw","agent":false}}"#,
-        )
-        .unwrap();
+        ) else {
+            panic!()
+        };
         assert_eq!(
             (s.port, &s.agent, s.passphrase.as_ref().map(|p| p.expose())),
             (Some(2200), &Agent::Off, Some("pw"))
@@ -313,5 +351,13 @@ mod tests {
         assert!(!format!("{s:?}").contains("pw\""), "passphrase in Debug");
         assert!(Spec::parse(r#"{"ssh":{"host":"b","bogus":1}}"#).is_err());
         assert!(Spec::parse(r#"{"ssh":{"port":22}}"#).is_err());
+    }
+
+    #[test]
+    fn ssm_forms() {
+        let want = super::SsmSpec { target: "i-0abc".into(), region: Some("eu-west-1".into()), profile: None };
+        assert_eq!(Spec::parse(r#"{"ssm":{"target":"i-0abc","region":"eu-west-1"}}"#), Ok(Spec::Ssm(want)));
+        assert_eq!(Spec::parse("ssm://i-0abc").map(|s| s.describe()), Ok("ssm://i-0abc".to_string()));
+        assert!(Spec::parse(r#"{"ssm":{"region":"x"}}"#).is_err());
     }
 }
