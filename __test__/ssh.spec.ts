@@ -3,16 +3,19 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import { createRequire } from 'node:module'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
-import pg from 'pg'
 import { Client, Pool, resolveConfig, type ClientConfig } from '../index.js'
 import { rejectsWith, useStack, withEnv, type Stack } from './helpers.ts'
 
 const stack = useStack({ tokenAuth: true })
+// node-postgres, as a plain client of the proxy (no typings installed for it).
+interface PgClient { connect(): Promise<void>; query(sql: string): Promise<{ rows: unknown[] }>; end(): Promise<void> }
+const pg = createRequire(import.meta.url)('pg') as { Client: new (o: object) => PgClient }
 const SSHD = '/usr/sbin/sshd'
 const BIN = fileURLToPath(new URL('../bin/dsql-tunnel.js', import.meta.url))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
