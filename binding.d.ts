@@ -186,6 +186,9 @@ export interface NativeError {
   port?: number
 }
 
+/** Opens the configured tunnel and two connections to its far end; `null` without a tunnel. */
+export declare function probeTunnel(options: Record<string, string>, connectionString: string | undefined | null, envVars: Record<string, string>): Promise<TunnelProbe | null | NativeError>
+
 /** How the proxy listens and whom it lets in. */
 export interface ProxyListen {
   /** Address to listen on (default `127.0.0.1`). Only loopback unless `allowNonLoopback`. */
@@ -320,4 +323,18 @@ export interface TokenClaims {
   /** Milliseconds since the epoch. */
   signedAt: number
   expiresAt: number
+}
+
+/** What opening the `tunnel` showed (`doctor`'s tunnel step). */
+export interface TunnelProbe {
+  /** `ssh://user@bastion:port` or `ssm://<instance-id>`. */
+  tunnel: string
+  /** The bastion's host key as known_hosts has it (`SHA256:…`). */
+  hostKey?: string
+  /** `agent` or `publickey <file>`. */
+  auth?: string
+  /** The first connection to the far end, including opening the tunnel when it was not open. */
+  firstMillis: number
+  /** A second connection over the open tunnel: one round trip. */
+  roundTripMillis: number
 }

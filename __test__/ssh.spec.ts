@@ -534,6 +534,26 @@ describe('ssh tunnel', () => {
     assert.equal(JSON.parse(out).ok, true, out)
   })
 
+  test('dsql-tunnel doctor --tunnel ssh://…: the tunnel step shows the host key, the auth method and a round trip', async () => {
+    const s = stack()
+    const child = spawn(process.execPath, [BIN, 'doctor', ...cliSettings(s), '--json'], { env: cliEnv(s), stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    const code = await new Promise<number | null>((r) => child.on('exit', r))
+    clearTimeout(timer)
+    const report = JSON.parse(out)
+    assert.equal(code, 0, out)
+    assert.equal(report.ok, true, out)
+    const tunnel = report.steps.find((x: { id: string }) => x.id === 'tcp')
+    const fingerprint = execFileSync('ssh-keygen', ['-lf', `${sshd.hostKey}.pub`], { encoding: 'utf8' }).split(' ')[1]
+    assert.equal(tunnel.facts.hostKey, fingerprint)
+    assert.match(tunnel.facts.auth, /^publickey .*id_ed25519$/)
+    assert.ok(tunnel.facts.roundTripMillis > 0)
+    assert.equal(report.steps.find((x: { id: string }) => x.id === 'auth').status, 'pass')
+  })
+
   test('dsql-tunnel proxy --tunnel ssh://…: a plain PostgreSQL client through the proxy and the tunnel', async () => {
     const s = stack()
     const child = spawn(process.execPath, [BIN, 'proxy', '--listen', '127.0.0.1:0', ...cliSettings(s)], { env: cliEnv(s), stdio: ['ignore', 'pipe', 'pipe'] })

@@ -191,6 +191,43 @@ pub async fn cancel(config: &Config, tls: &ClientConfig, token: &tokio_postgres:
     tokio::time::timeout(after, work).await.map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?
 }
 
+/// What opening the configured tunnel showed (for `doctor`).
+#[derive(Debug, Clone)]
+pub struct TunnelProbe {
+    pub tunnel: String,
+    /// SSH: the bastion's host key (`SHA256:…`) and how we got in (`agent`, `publickey <file>`).
+    pub host_key: Option<String>,
+    pub auth: Option<String>,
+    /// The first channel, including opening the session when none was open.
+    pub first: Duration,
+    /// A second channel over the open session: one round trip to the far end and back.
+    pub round_trip: Duration,
+}
+
+/// Opens two connections to the far end through the configured tunnel, under the connect timeout.
+pub async fn probe_tunnel(config: &Config) -> Result<Option<TunnelProbe>, Error> {
+    let Some(spec) = &config.tunnel else { return Ok(None) };
+    let work = async {
+        let started = Instant::now();
+        let a = dial(config).await?;
+        let first = started.elapsed();
+        let again = Instant::now();
+        let b = dial(config).await?;
+        let round_trip = again.elapsed();
+        let (host_key, auth) = match spec {
+            crate::tunnel::Spec::Ssh(s) => match crate::tunnel::ssh::info(s).await {
+                Some(i) => (Some(i.host_key), Some(i.auth)),
+                None => (None, None),
+            },
+            crate::tunnel::Spec::Ssm(_) => (None, None),
+        };
+        drop((a, b));
+        Ok(Some(TunnelProbe { tunnel: spec.describe(), host_key, auth, first, round_trip }))
+    };
+    let after = config.connect_timeout.unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
+    tokio::time::timeout(after, work).await.map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?
+}
+
 /// A channel of the configured tunnel, else TCP to the tunnel address (or host) with no-delay
 /// and keepalive; shared with the proxy's upstream.
 pub(crate) async fn dial(config: &Config) -> Result<Stream, Error> {
