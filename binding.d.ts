@@ -188,6 +188,9 @@ export interface NativeError {
   port?: number
 }
 
+/** Opens the configured tunnel and two connections to its far end; `null` without a tunnel. */
+export declare function probeTunnel(options: Record<string, string>, connectionString: string | undefined | null, envVars: Record<string, string>): Promise<TunnelProbe | null | NativeError>
+
 /** How the proxy listens and whom it lets in. */
 export interface ProxyListen {
   /** Address to listen on (default `127.0.0.1`). Only loopback unless `allowNonLoopback`. */
@@ -277,6 +280,8 @@ export interface ResolvedConfig {
   /** `null` when connecting waits forever. */
   connectTimeoutMillis?: number
   isDsql: boolean
+  /** The tunnel the driver opens itself, as `ssh://user@bastion:port` (never a passphrase). */
+  tunnel?: string
   /** Setting name → `option`, `connection string`, `environment (NAME)` or `default`. */
   sources: Record<string, string>
 }
@@ -320,4 +325,18 @@ export interface TokenClaims {
   /** Milliseconds since the epoch. */
   signedAt: number
   expiresAt: number
+}
+
+/** What opening the `tunnel` showed (`doctor`'s tunnel step). */
+export interface TunnelProbe {
+  /** `ssh://user@bastion:port` or `ssm://<instance-id>`. */
+  tunnel: string
+  /** The bastion's host key as known_hosts has it (`SHA256:…`). */
+  hostKey?: string
+  /** `agent` or `publickey <file>`. */
+  auth?: string
+  /** The first connection to the far end, including opening the tunnel when it was not open. */
+  firstMillis: number
+  /** A second connection over the open tunnel: one round trip. */
+  roundTripMillis: number
 }

@@ -842,5 +842,6 @@ module.exports.__selfTestPanic = nativeBinding.__selfTestPanic
 module.exports.decodeToken = nativeBinding.decodeToken
 module.exports.envNames = nativeBinding.envNames
 module.exports.generateToken = nativeBinding.generateToken
+module.exports.probeTunnel = nativeBinding.probeTunnel
 module.exports.resolveConfig = nativeBinding.resolveConfig
 module.exports.startNativeProxy = nativeBinding.startNativeProxy

@@ -14,6 +14,14 @@ export interface ClientConfig {
   hostaddr?: string
   /** Default 5432. Env: `PGPORT`. */
   port?: number | string
+  /** A tunnel the driver opens itself, in-process: no `ssh` binary, no local port. Each
+   * connection is a channel of one SSH session per setting, whose far end dials `hostaddr` if
+   * set, else `host`, on `port`; SNI, verification and tokens still use `host`. Host keys are
+   * checked against `~/.ssh/known_hosts` (`SSH_HOST_KEY_UNKNOWN`, `SSH_HOST_KEY_CHANGED`); keys
+   * come from ssh-agent (`SSH_AUTH_SOCK`), then `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+   * `ssm://<instance-id>` (or `{ ssm: { target, region, profile } }`) runs `aws ssm start-session`
+   * with AWS-StartPortForwardingSessionToRemoteHost instead, restarted when it exits. Env: `DSQL_TUNNEL`. */
+  tunnel?: string | TunnelConfig
   /** Default `admin`. Env: `PGUSER`. */
   user?: string
   /** Default `postgres`. Env: `PGDATABASE`. */
@@ -179,6 +187,38 @@ export interface QueryConfig<V = unknown[]> extends QueryOptions {
 
 export type QueryCallback<R = any> = (err: Error | null, result: QueryResult<R>) => void
 
+/** `{ ssh: { … } }` or `{ ssm: { … } }`, the object forms of the `tunnel` option. */
+export type TunnelConfig = SshTunnelConfig | SsmTunnelConfig
+
+export interface SsmTunnelConfig {
+  ssm: {
+    /** The managed instance (`i-…`) that forwards to the cluster. */
+    target: string
+    /** Passed to the AWS CLI as `--region`. */
+    region?: string
+    /** Passed to the AWS CLI as `--profile`. */
+    profile?: string
+  }
+}
+
+export interface SshTunnelConfig {
+  ssh: {
+    host: string
+    /** Default 22. */
+    port?: number
+    /** Default: `$USER`. */
+    user?: string
+    /** A private key file (OpenSSH or PEM). Default: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`. */
+    identityFile?: string
+    /** Opens an encrypted identity file. Never logged. */
+    passphrase?: string
+    /** Default `~/.ssh/known_hosts` (hashed entries and `[host]:port` forms are read). */
+    knownHostsFile?: string
+    /** `true` (default: `SSH_AUTH_SOCK` when set), `false`, or the agent's socket path. */
+    agent?: boolean | string
+  }
+}
+
 /** The settings a connection uses; never any secret. */
 export interface ConnectionInfo {
   host: string
@@ -206,6 +246,8 @@ export interface ResolvedConfig extends ConnectionInfo {
   applicationName?: string
   connectTimeoutMillis?: number
   isDsql: boolean
+  /** The `tunnel` setting as `ssh://user@bastion:port` (never a passphrase). */
+  tunnel?: string
   sources: Record<string, string>
 }
 
@@ -213,6 +255,14 @@ export interface ResolvedConfig extends ConnectionInfo {
  * errors Node's errno names (`ECONNREFUSED`, `ECONNRESET`, …). */
 export type ClientErrorCode =
   | 'INVALID_CONFIG'
+  | 'SSH_HOST_KEY_UNKNOWN'
+  | 'SSH_HOST_KEY_CHANGED'
+  | 'SSH_AUTH_FAILED'
+  | 'SSH_CONNECT_FAILED'
+  | 'SSH_CHANNEL_REFUSED'
+  | 'TUNNEL_LOST'
+  | 'SSM_CLI_MISSING'
+  | 'SSM_SESSION_FAILED'
   | 'INVALID_ARGUMENT'
   | 'INVALID_PARAMETER'
   | 'PARAMETER_COUNT_MISMATCH'

@@ -29,7 +29,7 @@ const CHUNK_ROWS = 4096
 const OPTIONS = {
   host: [], hostaddr: [], port: [], user: [], database: [], password: [], sslmode: [], sslrootcert: [],
   sslnegotiation: [], applicationName: ['application_name', 'fallback_application_name'], connectionTimeoutMillis: [],
-  region: [], profile: [], tokenDurationSecs: [], options: [],
+  region: [], profile: [], tokenDurationSecs: [], options: [], tunnel: [],
 }
 // pg's session settings, sent as startup options (`-c name=value`).
 const SESSION_SETTINGS = ['statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout']
@@ -68,6 +68,7 @@ function optionStrings(config) {
     let v = config[name]
     for (const a of aliases) if (v === undefined || v === null) v = config[a]
     if (v === undefined || v === null || (name === 'password' && typeof v === 'function')) continue
+    if (name === 'tunnel' && typeof v === 'object') v = JSON.stringify(v)
     if (typeof v !== 'string' && typeof v !== 'number') {
       throw invalidConfig(name, `option ${name} must be a string${name === 'password' ? ' or a function returning one' : ' or a number'}, not ${typeof v}`)
     }

@@ -16,7 +16,7 @@ const VALIDATE_AFTER_IDLE_MILLIS = 1000
 // Connection failures worth another try (with backoff) while an acquirer still has time.
 const TRANSIENT = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
-  'CONNECTION_LOST', 'CONNECT_TIMEOUT', 'TLS_HANDSHAKE_FAILED', '53300', '53400', '57P01', '57P02', '57P03',
+  'CONNECTION_LOST', 'CONNECT_TIMEOUT', 'TLS_HANDSHAKE_FAILED', 'TUNNEL_LOST', 'SSH_CONNECT_FAILED', '53300', '53400', '57P01', '57P02', '57P03',
   '08000', '08001', '08004', '08006',
 ])
 // DSQL's admission control: too many connections, connection rate exceeded.

@@ -19,7 +19,7 @@ const running = new Set()
 const UPSTREAM_OPTIONS = {
   host: [], hostaddr: [], port: [], user: [], database: [], password: [], sslmode: [], sslrootcert: [],
   sslnegotiation: [], applicationName: ['application_name'], connectionTimeoutMillis: [],
-  region: [], profile: [], tokenDurationSecs: [],
+  region: [], profile: [], tokenDurationSecs: [], tunnel: [],
 }
 
 function upstreamStrings(options) {
@@ -28,6 +28,7 @@ function upstreamStrings(options) {
     let v = options[name]
     for (const a of aliases) if (v === undefined || v === null) v = options[a]
     if (v === undefined || v === null) continue
+    if (name === 'tunnel' && typeof v === 'object') v = JSON.stringify(v)
     if (typeof v !== 'string' && typeof v !== 'number') {
       throw invalidConfig(name, `option ${name} must be a string or a number, not ${typeof v}`)
     }

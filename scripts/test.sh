@@ -32,6 +32,11 @@ if [ ! -f /usr/share/java/postgresql.jar ]; then
   if [ "$(id -u)" = 0 ] && need apt-get; then apt-get update -qq && apt-get install -y -qq libpostgresql-jdbc-java >/dev/null
   else echo "/usr/share/java/postgresql.jar not found: install libpostgresql-jdbc-java (the proxy spec runs a JDBC program)" >&2; exit 1; fi
 fi
+# The SSH tunnel spec runs a real OpenSSH server on loopback in front of the gate.
+if [ ! -x /usr/sbin/sshd ] || ! need ssh-agent; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then apt-get update -qq && apt-get install -y -qq openssh-server openssh-client >/dev/null
+  else echo "/usr/sbin/sshd not found: install openssh-server (the ssh spec runs an sshd on 127.0.0.1)" >&2; exit 1; fi
+fi
 need java || { echo "java not found: install a JDK (the proxy spec runs a JDBC program)" >&2; exit 1; }
 PG_BIN=${DSQL_TUNNEL_PG_BIN:-/usr/lib/postgresql/15/bin}
 [ -x "$PG_BIN/postgres" ] || { echo "PostgreSQL server binaries not found in $PG_BIN (set DSQL_TUNNEL_PG_BIN)" >&2; exit 1; }

@@ -16,7 +16,7 @@ pub const DEFAULT_DATABASE: &str = "postgres";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A password or token. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {
@@ -141,6 +141,9 @@ pub struct Config {
     pub profile: Option<String>,
     /// Lifetime of minted tokens.
     pub token_duration: Duration,
+    /// A tunnel the driver opens itself (`tunnel` option, `DSQL_TUNNEL`); then the far end of
+    /// the tunnel dials `hostaddr` if set, else `host`, on `port`.
+    pub tunnel: Option<crate::tunnel::Spec>,
     /// Where each setting came from, in a fixed order.
     pub sources: Vec<(&'static str, Source)>,
 }
@@ -201,7 +204,7 @@ const SETTINGS: &[Setting] = &[
 /// The environment variables the resolver reads (the JavaScript side passes only these).
 pub fn env_names() -> Vec<&'static str> {
     let mut names: Vec<_> = SETTINGS.iter().map(|s| s.env).collect();
-    names.extend(["HOSTNAME", "AWS_REGION", "AWS_DEFAULT_REGION"]);
+    names.extend(["HOSTNAME", "AWS_REGION", "AWS_DEFAULT_REGION", "DSQL_TUNNEL"]);
     names
 }
 
@@ -403,6 +406,21 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         },
     };
 
+    // No connection-string key: libpq has none, and the string is often shared with other tools.
+    let tunnel = match (option("tunnel"), non_empty(inputs.env.get("DSQL_TUNNEL"))) {
+        (Some(t), _) => Some((t, Source::Option, "option tunnel")),
+        (None, Some(t)) => Some((t, Source::Environment("DSQL_TUNNEL"), "DSQL_TUNNEL")),
+        (None, None) => None,
+    };
+    sources.push(("tunnel", tunnel.as_ref().map_or(Source::Default, |t| t.1)));
+    let tunnel = match tunnel {
+        None => None,
+        Some((text, _, name)) => Some(crate::tunnel::Spec::parse(&text).map_err(|why| {
+            // The text may be JSON with a passphrase in it: never echoed.
+            Error::config(name, format!("{name} is not valid: {why}"))
+        })?),
+    };
+
     // The startup packet and the password message carry NUL-terminated strings: a NUL inside
     // cannot be sent. Caught here, it is the caller's error, not a connection lost during set-up.
     for p in [&user, &database, &password, &app, &startup_options].into_iter().flatten() {
@@ -437,6 +455,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Config, Error> {
         application_name: app.map(|p| p.value),
         options: startup_options.map(|p| p.value),
         connect_timeout,
+        tunnel,
         sources,
     })
 }

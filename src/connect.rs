@@ -5,6 +5,7 @@ use crate::endpoint::TunnelAddr;
 use crate::error::{Error, ServerError, TlsFailure};
 use crate::framing::{CheckedConnect, Desync};
 use crate::token;
+use crate::tunnel::Stream;
 use aws_credential_types::Credentials;
 use rustls::{CertificateError, ClientConfig};
 use std::io;
@@ -131,15 +132,15 @@ async fn handshake(
         }
         // The value of host is the TLS name (SNI and verification); TCP already went to hostaddr.
         let mut make = MakeRustlsConnect::new(tls.clone());
-        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
+        let connector = <MakeRustlsConnect as MakeTlsConnect<Stream>>::make_tls_connect(&mut make, &config.host)
             .unwrap_or_else(|never| match never {});
         // Inside TLS every message header is checked, so bytes that are not PostgreSQL fail at once.
-        let desync = Desync::default();
+        let desync = Desync::riding(stream.lost());
         let key = crate::framing::BackendKey::default();
         let checked = CheckedConnect { tls: connector, desync: desync.clone(), key: key.clone() };
         let (client, mut connection) = pg.connect_raw(stream, checked).await.map_err(|e| match desync.violation() {
             Some(v) => Error::Protocol { detail: v.to_string() },
-            None => classify(e, config, true),
+            None => desync.explain(classify(e, config, true)),
         })?;
         let timings = Timings { dial: dialled - started, handshake: dialled.elapsed(), ..Default::default() };
         let parameters = REPORTED_PARAMETERS
@@ -162,7 +163,9 @@ async fn handshake(
                                 Some(v) => Error::Protocol { detail: v.to_string() },
                                 None => match e.as_db_error() {
                                     Some(db) => Error::Server(Box::new(server_error(db))),
-                                    None => Error::ConnectionLost { detail: e.to_string(), sent: true },
+                                    None => crate::tunnel::lost_in(&e).unwrap_or_else(|| {
+                                        watch.explain(Error::ConnectionLost { detail: e.to_string(), sent: true })
+                                    }),
                                 },
                             }),
                             _ => None,
@@ -183,7 +186,7 @@ pub async fn cancel(config: &Config, tls: &ClientConfig, token: &tokio_postgres:
     let work = async {
         let stream = dial(config).await?;
         let mut make = MakeRustlsConnect::new(tls.clone());
-        let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
+        let connector = <MakeRustlsConnect as MakeTlsConnect<Stream>>::make_tls_connect(&mut make, &config.host)
             .unwrap_or_else(|never| match never {});
         token.cancel_query_raw(stream, connector).await.map_err(|e| classify(e, config, true))
     };
@@ -191,8 +194,63 @@ pub async fn cancel(config: &Config, tls: &ClientConfig, token: &tokio_postgres:
     tokio::time::timeout(after, work).await.map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?
 }
 
-/// TCP to the tunnel (or host), with no-delay and keepalive; shared with the proxy's upstream.
-pub(crate) async fn dial(config: &Config) -> Result<TcpStream, Error> {
+/// What opening the configured tunnel showed (for `doctor`).
+#[derive(Debug, Clone)]
+pub struct TunnelProbe {
+    pub tunnel: String,
+    /// SSH: the bastion's host key (`SHA256:…`) and how we got in (`agent`, `publickey <file>`).
+    pub host_key: Option<String>,
+    pub auth: Option<String>,
+    /// The first channel, including opening the session when none was open.
+    pub first: Duration,
+    /// A second channel over the open session: one round trip to the far end and back.
+    pub round_trip: Duration,
+}
+
+/// Opens two connections to the far end through the configured tunnel, under the connect timeout.
+pub async fn probe_tunnel(config: &Config) -> Result<Option<TunnelProbe>, Error> {
+    let Some(spec) = &config.tunnel else { return Ok(None) };
+    let work = async {
+        let started = Instant::now();
+        let a = dial(config).await?;
+        let first = started.elapsed();
+        let again = Instant::now();
+        let b = dial(config).await?;
+        let round_trip = again.elapsed();
+        let (host_key, auth) = match spec {
+            crate::tunnel::Spec::Ssh(s) => match crate::tunnel::ssh::info(s).await {
+                Some(i) => (Some(i.host_key), Some(i.auth)),
+                None => (None, None),
+            },
+            crate::tunnel::Spec::Ssm(_) => (None, None),
+        };
+        drop((a, b));
+        Ok(Some(TunnelProbe { tunnel: spec.describe(), host_key, auth, first, round_trip }))
+    };
+    let after = config.connect_timeout.unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
+    tokio::time::timeout(after, work).await.map_err(|_| Error::ConnectTimeout { addr: config.dial_target(), after })?
+}
+
+/// A channel of the configured tunnel, else TCP to the tunnel address (or host) with no-delay
+/// and keepalive; shared with the proxy's upstream.
+pub(crate) async fn dial(config: &Config) -> Result<Stream, Error> {
+    match &config.tunnel {
+        // The far end resolves the name: the cluster's hostname resolves inside its VPC.
+        Some(crate::tunnel::Spec::Ssh(ssh)) => {
+            let far = config.hostaddr.as_ref().map_or_else(|| config.host.clone(), |a| a.to_string());
+            Ok(Stream::Ssh(Box::new(crate::tunnel::ssh::open(ssh, &far, config.port).await?)))
+        }
+        Some(crate::tunnel::Spec::Ssm(ssm)) => {
+            let far = config.hostaddr.as_ref().map_or_else(|| config.host.clone(), |a| a.to_string());
+            let tcp = crate::tunnel::ssm::open(ssm, &far, config.port).await?;
+            tcp.set_nodelay(true).ok();
+            Ok(Stream::Tcp(tcp))
+        }
+        None => dial_tcp(config).await.map(Stream::Tcp),
+    }
+}
+
+async fn dial_tcp(config: &Config) -> Result<TcpStream, Error> {
     let target = config.dial_target();
     let addrs: Vec<SocketAddr> = match &config.hostaddr {
         Some(TunnelAddr::Ip(ip)) => vec![SocketAddr::new(*ip, config.port)],
@@ -278,6 +336,9 @@ pub(crate) fn tls_failure(e: &rustls::Error) -> TlsFailure {
 
 /// Maps a tokio-postgres error to ours. `connecting` says whether set-up was under way.
 pub fn classify(e: tokio_postgres::Error, config: &Config, connecting: bool) -> Error {
+    if let Some(lost) = crate::tunnel::lost_in(&e) {
+        return lost;
+    }
     if let Some(db) = e.as_db_error() {
         let server = Box::new(server_error(db));
         // DSQL's front door names the SNI (missing) or the cluster (unknown) when it refuses.

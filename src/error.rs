@@ -39,6 +39,27 @@ pub enum TlsFailure {
     Handshake,
 }
 
+/// What went wrong with the tunnel the driver opens itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelFailure {
+    /// The bastion's host key is in no known_hosts entry for it.
+    HostKeyUnknown,
+    /// The bastion presented a key other than the one known_hosts records: possibly an impostor.
+    HostKeyChanged,
+    /// No identity (agent key or key file) was accepted.
+    AuthFailed,
+    /// The bastion could not be reached, or the SSH handshake failed.
+    ConnectFailed,
+    /// The bastion refused to open the channel: it could not reach the cluster, or may not.
+    ChannelRefused,
+    /// The tunnel's session ended while a connection rode it.
+    Lost,
+    /// `aws` or the Session Manager plugin is not installed.
+    SsmCliMissing,
+    /// The SSM session could not be started, or its local port refused.
+    SsmSessionFailed,
+}
+
 /// Which part of a static token does not fit the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenField {
@@ -90,6 +111,8 @@ pub enum Error {
     ParameterCount { expected: usize, got: usize },
     /// The server sent something this client does not understand.
     Protocol { detail: String },
+    /// The tunnel the driver opens itself (`tunnel` option) failed; `detail` says how to fix it.
+    Tunnel { failure: TunnelFailure, detail: String },
 }
 
 impl Error {
@@ -133,6 +156,17 @@ impl Error {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT".into(),
             Error::ParameterCount { .. } => "PARAMETER_COUNT_MISMATCH".into(),
             Error::Protocol { .. } => "PROTOCOL_ERROR".into(),
+            Error::Tunnel { failure, .. } => match failure {
+                TunnelFailure::HostKeyUnknown => "SSH_HOST_KEY_UNKNOWN",
+                TunnelFailure::HostKeyChanged => "SSH_HOST_KEY_CHANGED",
+                TunnelFailure::AuthFailed => "SSH_AUTH_FAILED",
+                TunnelFailure::ConnectFailed => "SSH_CONNECT_FAILED",
+                TunnelFailure::ChannelRefused => "SSH_CHANNEL_REFUSED",
+                TunnelFailure::Lost => "TUNNEL_LOST",
+                TunnelFailure::SsmCliMissing => "SSM_CLI_MISSING",
+                TunnelFailure::SsmSessionFailed => "SSM_SESSION_FAILED",
+            }
+            .into(),
         }
     }
 
@@ -271,6 +305,7 @@ impl fmt::Display for Error {
                 write!(f, "the query expects {expected} parameter(s) ($1…${expected}) but {got} value(s) were given")
             }
             Error::Protocol { detail } => write!(f, "unexpected data from the server: {detail}"),
+            Error::Tunnel { detail, .. } => f.write_str(detail),
         }
     }
 }

@@ -78,9 +78,14 @@ impl std::error::Error for Violation {}
 
 /// Where a connection's framing check records why it gave up, shared with its queries.
 #[derive(Debug, Clone, Default)]
-pub struct Desync(Arc<OnceLock<Violation>>);
+pub struct Desync(Arc<OnceLock<Violation>>, crate::tunnel::Lost);
 
 impl Desync {
+    /// Also reports connection losses as `TUNNEL_LOST` once `lost` records that the tunnel died.
+    pub fn riding(lost: crate::tunnel::Lost) -> Desync {
+        Desync(Arc::default(), lost)
+    }
+
     pub fn violation(&self) -> Option<&Violation> {
         self.0.get()
     }
@@ -90,6 +95,9 @@ impl Desync {
     pub fn explain(&self, e: Error) -> Error {
         match (self.violation(), e) {
             (Some(v), Error::ConnectionLost { .. }) => Error::Protocol { detail: v.to_string() },
+            (None, Error::ConnectionLost { .. }) if self.1.get().is_some() => {
+                crate::tunnel::lost_error(self.1.get().unwrap_or_default())
+            }
             (_, e) => e,
         }
     }

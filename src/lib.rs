@@ -31,6 +31,7 @@ pub mod proxy;
 pub mod query;
 pub mod tls;
 pub mod token;
+pub mod tunnel;
 pub mod value;
 
 pub mod napi;

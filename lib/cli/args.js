@@ -19,6 +19,7 @@ const SETTINGS = [
   ['host', 'host', '<hostname>', "the cluster's DSQL hostname: TLS SNI, certificate, token", 'HOSTNAME, PGHOST'],
   ['hostaddr', 'hostaddr', '<address>', 'the tunnel address (IP or localhost); TCP goes here', 'PGHOSTADDR'],
   ['port', 'port', '<port>', 'the tunnel port (default 5432)', 'PGPORT'],
+  ['tunnel', 'tunnel', '<ssh://user@bastion>', 'open the tunnel in-process; its far end dials hostaddr or host', 'DSQL_TUNNEL'],
   ['user', 'user', '<role>', 'database role (default admin)', 'PGUSER'],
   ['database', 'database', '<name>', 'database (default postgres)', 'PGDATABASE'],
   ['sslmode', 'sslmode', '<mode>', 'verify-full (default), verify-ca or require', 'PGSSLMODE'],

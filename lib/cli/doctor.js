@@ -109,38 +109,44 @@ async function runDoctor({ lib, options, env = process.env, spin = (_l, p) => p 
   const ctx = adviceContext(lib, cfg, options, env)
   add('config', configStep(cfg, { options, env, claims, region }))
 
-  // 2. the tunnel port accepts TCP
-  try {
-    const r = await spin(`Connecting to ${addr}:${cfg.port}`, probeTcp({ addr, port: cfg.port, timeoutMillis }))
-    add('tcp', { status: 'pass', detail: `${addr}:${cfg.port} accepts TCP (${r.millis.toFixed(1)} ms)`, facts: { address: addr, port: cfg.port, millis: r.millis } })
-  } catch (e) {
-    add('tcp', tcpFailure(e, addr, cfg, ctx, timeoutMillis))
-  }
+  if (cfg.tunnel) {
+    // 2. the tunnel the driver opens itself; TLS and SNI then ride it in the authentication step.
+    await tunnelSteps({ add, cfg, options, env, addr, spin })
+  } else {
+    // 2. the tunnel port accepts TCP
+    try {
+      const r = await spin(`Connecting to ${addr}:${cfg.port}`, probeTcp({ addr, port: cfg.port, timeoutMillis }))
+      add('tcp', { status: 'pass', detail: `${addr}:${cfg.port} accepts TCP (${r.millis.toFixed(1)} ms)`, facts: { address: addr, port: cfg.port, millis: r.millis } })
+    } catch (e) {
+      add('tcp', tcpFailure(e, addr, cfg, ctx, timeoutMillis))
+    }
 
-  // 3. TLS, and 4. SNI on the same connection
-  let probe = null
-  if (!skip('tls', ['config', 'tcp'])) {
-    try {
-      probe = await spin(`TLS handshake with ${cfg.host}`, probeTls({
-        host: cfg.host, addr, port: cfg.port, sslnegotiation: cfg.sslnegotiation, sslrootcert: cfg.sslrootcert, timeoutMillis,
-      }))
-      add('tls', tlsVerdict(probe.facts, cfg, ctx))
-      if (!byId.tls.ok) probe.socket.destroy()
-    } catch (e) {
-      add('tls', tlsFailure(e, cfg, ctx, timeoutMillis))
+    // 3. TLS, and 4. SNI on the same connection
+    let probe = null
+    if (!skip('tls', ['config', 'tcp'])) {
+      try {
+        probe = await spin(`TLS handshake with ${cfg.host}`, probeTls({
+          host: cfg.host, addr, port: cfg.port, sslnegotiation: cfg.sslnegotiation, sslrootcert: cfg.sslrootcert, timeoutMillis,
+        }))
+        add('tls', tlsVerdict(probe.facts, cfg, ctx))
+        if (!byId.tls.ok) probe.socket.destroy()
+      } catch (e) {
+        add('tls', tlsFailure(e, cfg, ctx, timeoutMillis))
+      }
     }
-  }
-  if (!skip('sni', ['tls'])) {
-    try {
-      const r = await spin('Sending the startup message', probeStartup(probe, { user: cfg.user, database: cfg.database }))
-      add('sni', sniVerdict(r, probe.facts, cfg, ctx))
-    } catch (e) {
-      add('sni', {
-        status: 'fail',
-        detail: `no answer to the startup message (${e.message})`,
-        fix: `Check that the tunnel leads to DSQL (${cfg.host}:5432).`,
-      })
+    if (!skip('sni', ['tls'])) {
+      try {
+        const r = await spin('Sending the startup message', probeStartup(probe, { user: cfg.user, database: cfg.database }))
+        add('sni', sniVerdict(r, probe.facts, cfg, ctx))
+      } catch (e) {
+        add('sni', {
+          status: 'fail',
+          detail: `no answer to the startup message (${e.message})`,
+          fix: `Check that the tunnel leads to DSQL (${cfg.host}:5432).`,
+        })
+      }
     }
+
   }
 
   // 5. the token (offline: decoded, or minted to check the credentials)
@@ -187,6 +193,32 @@ async function runDoctor({ lib, options, env = process.env, spin = (_l, p) => p 
   // 8. what to know about DSQL
   add('limits', { status: 'info', detail: LIMITS_NOTE, facts: { connectionLifetimeMinutes: 60, transactionSeconds: 300, transactionRows: 3000, transactionBytes: 10 * 1024 * 1024 } })
   return finish(steps, cfg, options)
+}
+
+/** The `tunnel` step through the native probe: up, host key, how we got in, a round trip. */
+async function tunnelSteps({ add, cfg, options, env, addr, spin }) {
+  const binding = require('../../binding')
+  const { readEnvironment } = require('../client')
+  const strings = Object.fromEntries(Object.entries(options).filter(([k, v]) => typeof v === 'string' && k !== 'connectionString'))
+  let ok = false
+  try {
+    const p = await spin(`Opening the tunnel ${cfg.tunnel}`, binding.probeTunnel(strings, options.connectionString ?? null, env === process.env ? readEnvironment() : env))
+    if (!p || typeof p.code === 'string') throw Object.assign(new Error(p?.message ?? 'no tunnel'), { code: p?.code })
+    const key = p.hostKey ? `, host key ${p.hostKey} (in known_hosts), auth ${p.auth}` : ''
+    add('tcp', {
+      status: 'pass',
+      detail: `${p.tunnel} is up${key}; ${addr}:${cfg.port} reached through it (first connection ${p.firstMillis.toFixed(1)} ms, round trip ${p.roundTripMillis.toFixed(1)} ms)`,
+      facts: { tunnel: p.tunnel, hostKey: p.hostKey ?? null, auth: p.auth ?? null, firstMillis: p.firstMillis, roundTripMillis: p.roundTripMillis },
+    })
+    ok = true
+  } catch (e) {
+    add('tcp', { status: 'fail', detail: `${e.code ?? 'ERROR'}: ${e.message}`, fix: 'See docs/tunnel.md for what each code means.', facts: { code: e.code } })
+  }
+  if (ok) {
+    for (const id of ['tls', 'sni']) add(id, { status: 'info', detail: 'checked end to end through the tunnel by the authentication step' })
+  } else {
+    for (const id of ['tls', 'sni']) add(id, { status: 'skip', blockedBy: 'tcp', detail: 'not checked: tunnel failed' })
+  }
 }
 
 function finish(steps, cfg, options) {

@@ -183,6 +183,8 @@ pub struct ResolvedConfig {
     /// `null` when connecting waits forever.
     pub connect_timeout_millis: Option<f64>,
     pub is_dsql: bool,
+    /// The tunnel the driver opens itself, as `ssh://user@bastion:port` (never a passphrase).
+    pub tunnel: Option<String>,
     /// Setting name → `option`, `connection string`, `environment (NAME)` or `default`.
     pub sources: HashMap<String, String>,
 }
@@ -208,6 +210,7 @@ impl From<&Config> for ResolvedConfig {
             application_name: c.application_name.clone(),
             connect_timeout_millis: c.connect_timeout.map(|d| d.as_millis() as f64),
             is_dsql: c.is_dsql(),
+            tunnel: c.tunnel.as_ref().map(|t| t.describe()),
             sources: c.sources.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect(),
         }
     }

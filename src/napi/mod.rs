@@ -59,6 +59,42 @@ pub struct TokenClaims {
     pub expires_at: f64,
 }
 
+/// What opening the `tunnel` showed (`doctor`'s tunnel step).
+#[napi(object)]
+pub struct TunnelProbe {
+    /// `ssh://user@bastion:port` or `ssm://<instance-id>`.
+    pub tunnel: String,
+    /// The bastion's host key as known_hosts has it (`SHA256:…`).
+    pub host_key: Option<String>,
+    /// `agent` or `publickey <file>`.
+    pub auth: Option<String>,
+    /// The first connection to the far end, including opening the tunnel when it was not open.
+    pub first_millis: f64,
+    /// A second connection over the open tunnel: one round trip.
+    pub round_trip_millis: f64,
+}
+
+/// Opens the configured tunnel and two connections to its far end; `null` without a tunnel.
+#[napi(catch_unwind, ts_return_type = "Promise<TunnelProbe | null | NativeError>")]
+pub fn probe_tunnel<'env>(
+    env: &'env Env,
+    options: HashMap<String, String>,
+    connection_string: Option<String>,
+    env_vars: HashMap<String, String>,
+) -> napi::Result<PromiseRaw<'env, Either<Option<TunnelProbe>, NativeError>>> {
+    settle(env, async move {
+        let config = config::resolve(&Inputs { options, connection_string, env: env_vars })?;
+        let probe = crate::connect::probe_tunnel(&config).await?;
+        Ok(probe.map(|p| TunnelProbe {
+            tunnel: p.tunnel,
+            host_key: p.host_key,
+            auth: p.auth,
+            first_millis: p.first.as_secs_f64() * 1000.0,
+            round_trip_millis: p.round_trip.as_secs_f64() * 1000.0,
+        }))
+    })
+}
+
 /// Decodes a DSQL auth token; `null` when the string is not one (an ordinary password).
 #[napi(catch_unwind)]
 pub fn decode_token(token: String) -> Option<TokenClaims> {

@@ -6,18 +6,18 @@ use super::wire::{self, ErrorFields};
 use crate::config::{Config, Negotiation, Secret};
 use crate::connect::{dial, tls_failure};
 use crate::error::{Error, ServerError, TlsFailure};
+use crate::tunnel::Stream;
 use postgres_protocol::authentication::sasl::{self, ScramSha256};
 use rustls::ClientConfig;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The TLS stream to the cluster, through the tunnel.
-pub type Upstream = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::Stream;
+pub type Upstream = <MakeRustlsConnect as MakeTlsConnect<Stream>>::Stream;
 
 /// How long each phase took (for the session log).
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,7 +56,7 @@ pub async fn tls_stream(config: &Config, tls: &Arc<ClientConfig>) -> Result<(Ups
         }
     }
     let mut make = MakeRustlsConnect::new((**tls).clone());
-    let connector = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make, &config.host)
+    let connector = <MakeRustlsConnect as MakeTlsConnect<Stream>>::make_tls_connect(&mut make, &config.host)
         .unwrap_or_else(|never| match never {});
     let stream = connector.connect(stream).await.map_err(|e| tls_error(e, config))?;
     Ok((stream, dialled - started, dialled.elapsed()))
@@ -224,7 +224,7 @@ pub fn client_error(e: &Error) -> ErrorFields {
         | Error::PasswordMissing => "28000".into(),
         Error::ConnectionLost { .. } => "08006".into(),
         Error::Protocol { .. } => "08P01".into(),
-        Error::Config { .. } => "08001".into(),
+        Error::Config { .. } | Error::Tunnel { .. } => "08001".into(),
         _ => "XX000".into(),
     };
     // libpq prints no SQLSTATE for a failed connection, only message, DETAIL and HINT: the code
