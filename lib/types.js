@@ -270,7 +270,8 @@ const builtins = Object.freeze({
 
 // Types the addon hands over as something other than their text (numbers, Dates, parsed JSON or
 // arrays, Buffers): a custom parser for one of them needs the addon to send the text instead.
-const DECODED_OIDS = [16, 17, 20, 21, 23, 26, 114, 700, 701, 1082, 1114, 1184, 3802].concat(
+// (int8 is not among them: it travels as its decimal text, the server's own.)
+const DECODED_OIDS = [16, 17, 21, 23, 26, 114, 700, 701, 1082, 1114, 1184, 3802].concat(
   [651, 1000, 1001, 1005, 1007, 1028, 1016, 1017, 1021, 1022, 1231, 1014, 1015, 1008, 1009, 1040, 1041, 1115, 1182,
     1185, 1187, 199, 3807, 3907, 2951, 791, 1183, 1270],
 )
