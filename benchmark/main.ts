@@ -8,7 +8,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startStack, type Stack } from '../__test__/fixture/stack.ts';
 import { DEFAULT_PG_BIN } from '../__test__/fixture/postgres.ts';
-import { DRIVER_NAMES, type DriverName, type Target } from './drivers/types.ts';
+import { AS_PG_DRIVERS, DRIVER_NAMES, type DriverName, type Target } from './drivers/types.ts';
 import { runJsonChild } from './lib/child.ts';
 import { collectMeta } from './lib/machine.ts';
 import { BENCH_DIR, PRODUCT_ADDON, PRODUCT_ENTRY, RELEASE_ADDON, ROOT_DIR, snapshotProduct } from './lib/paths.ts';
@@ -18,7 +18,7 @@ import { COLD_KINDS, type ColdKind, type ColdMarks, type CountedProbe, type PerD
 import { FlightCounter } from './lib/flight-counter.ts';
 import { EchoServer, echoRtt } from './lib/rtt.ts';
 import { WorkerHost } from './lib/worker-host.ts';
-import { writeReport } from './report.ts';
+import { isOrmOnly, spliceOrmSection, writeReport } from './report.ts';
 import type { RowsMemory, SoakMemory } from './rss-child.ts';
 
 const log = (msg: string): void => void process.stderr.write(`[bench ${(performance.now() / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
@@ -81,7 +81,9 @@ async function driverWorkloads(plan: Plan, only: (n: number) => boolean, stack: 
   const env = childEnv({ BENCH_TARGETS: JSON.stringify(targets), NODE_OPTIONS: '--no-deprecation' });
   const workers: WorkerHost[] = [];
   try {
-    for (const d of DRIVER_NAMES) workers.push(await WorkerHost.start(d, env));
+    // A run of only workloads 10/11 starts only the drivers they compare.
+    const drivers: readonly DriverName[] = [1, 2, 3, 4, 5, 6, 9].some(only) ? DRIVER_NAMES : AS_PG_DRIVERS;
+    for (const d of drivers) workers.push(await WorkerHost.start(d, env));
 
     if (only(1)) await phase(results, '1 connect', async () => {
       const { rounds, perRound } = plan.connect;
@@ -114,6 +116,19 @@ async function driverWorkloads(plan: Plan, only: (n: number) => boolean, stack: 
       await warmUp(workers, (w) => w.call('pool', { callers, perCaller: Math.min(perCaller, 10), max }));
       results.pool = await interleave('6 pool', workers, rounds, (w) => w.call('pool', { callers, perCaller, max }));
     });
+    const asPg = workers.filter((w) => (AS_PG_DRIVERS as readonly DriverName[]).includes(w.driver));
+    if (only(10) || only(11)) await phase(results, '10/11 set-up', () => asPg[0]!.call('ormSetup', {}).then(() => {}));
+    for (const [n, shape] of [[10, 'prisma'], [11, 'sequelize']] as const) {
+      if (!only(n) || results.errors.some((e) => e.phase === '10/11 set-up')) continue;
+      for (const kind of ['page', 'point'] as const) {
+        const label = `${n}${kind === 'page' ? 'a' : 'b'} ${shape}-shaped ${kind === 'page' ? '1,000 rows' : 'point select'}`;
+        await phase(results, label, async () => {
+          const queries = kind === 'page' ? plan.orm.pageQueries : plan.orm.pointQueries;
+          await warmUp(asPg, (w) => w.call('orm', { shape, kind, queries: Math.max(1, Math.floor(queries / 5)) }));
+          (results.orm ??= {})[`${shape}-${kind}`] = await interleave(label, asPg, plan.orm.rounds, (w) => w.call('orm', { shape, kind, queries }));
+        });
+      }
+    }
     if (only(9)) await phase(results, '9 round trips', async () => {
       results.latency = await latencyWorkloads(plan, stack, slow.port, counter, workers);
     });
@@ -252,7 +267,8 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const { plan, out, only, from } = parseArgs(argv, path.join(ROOT_DIR, 'BENCHMARKS.md'), path.join(BENCH_DIR, '.results', 'BENCHMARKS-quick.md'));
   if (from) {
-    fs.writeFileSync(out, writeReport(JSON.parse(fs.readFileSync(from, 'utf8')) as Results));
+    const saved = JSON.parse(fs.readFileSync(from, 'utf8')) as Results;
+    fs.writeFileSync(out, isOrmOnly(saved) && fs.existsSync(out) ? spliceOrmSection(fs.readFileSync(out, 'utf8'), saved) : writeReport(saved));
     log(`${path.relative(process.cwd(), out)} rewritten from ${from}`);
     return;
   }
@@ -273,7 +289,7 @@ async function main(): Promise<void> {
   if (load > 1) log(`the 1-minute load average is ${load.toFixed(2)} on ${os.availableParallelism()} CPUs: other work on this machine will add noise`);
   const stack = await startStack();
   try {
-    if ([1, 2, 3, 4, 5, 6, 9].some(want)) await phase(results, 'driver workers', () => driverWorkloads(plan, want, stack, results));
+    if ([1, 2, 3, 4, 5, 6, 9, 10, 11].some(want)) await phase(results, 'driver workers', () => driverWorkloads(plan, want, stack, results));
     if (want(8)) await phase(results, '8 memory', () => memoryWorkloads(plan, stack, results));
     if (want(7)) await phase(results, '7 cold start', () => coldStarts(plan, stack, results));
   } finally {
@@ -286,7 +302,9 @@ async function main(): Promise<void> {
   const json = path.join(resultsDir, `${results.meta.date.replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(json, `${JSON.stringify(results, null, 1)}\n`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, writeReport(results));
+  // A run of only workloads 10/11 replaces their section of an existing report and keeps the rest.
+  if (isOrmOnly(results) && fs.existsSync(out)) fs.writeFileSync(out, spliceOrmSection(fs.readFileSync(out, 'utf8'), results));
+  else fs.writeFileSync(out, writeReport(results));
   log(`done in ${results.durationSeconds.toFixed(0)} s: ${path.relative(process.cwd(), out)} (raw: ${path.relative(process.cwd(), json)})`);
   if (results.errors.length) {
     log(`${results.errors.length} phase(s) failed: ${results.errors.map((e) => e.phase).join(', ')}`);

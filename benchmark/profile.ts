@@ -4,17 +4,25 @@
 // the collections behind it).
 //
 //   node --import tsx benchmark/profile.ts <seq|pipe|pool|large|stream> [path to a .node build]
+//   node --import tsx benchmark/profile.ts orm-<prisma|sequelize>-<page|point> [path to a .node build]
+//
+// The orm-* modes run workload 10 or 11's calls with this package as `pg` and then with real pg
+// (benchmark/node_modules), in this process, and give each one's CPU per query by thread.
 //
 // `large` holds the 100,000 rows as query() returns them; `stream` iterates the same rows with
 // client.stream() and keeps none.
 //
 // Straight to PostgreSQL through a tunnel process (no gate): the client's share stands out.
 import fs from 'node:fs'
+import path from 'node:path'
 import { createRequire } from 'node:module'
 import { startStack } from '../__test__/fixture/stack.ts'
+import { pgConfig } from './drivers/pg-config.ts'
+import type { PgModule } from './drivers/types.ts'
+import { ORM_POOL_MAX, ORM_SETUP, ormQueries, type OrmQuery, type OrmShape } from './workloads/orm.ts'
 
 const mode = process.argv[2] ?? 'seq'
-if (process.argv[3]) process.env.NAPI_RS_NATIVE_LIBRARY_PATH = process.argv[3]
+if (process.argv[3]) process.env.NAPI_RS_NATIVE_LIBRARY_PATH = path.resolve(process.argv[3])
 const require = createRequire(import.meta.url)
 const { connect, Pool } = require('../index.js') as typeof import('../index.js')
 
@@ -39,6 +47,10 @@ async function main() {
   try {
     const tunnel = await stack.startTunnel(stack.pgPort)
     const config = { host: 'localhost', hostaddr: '127.0.0.1', port: tunnel.port, password: stack.users.admin.password, sslrootcert: stack.caFile, sslnegotiation: 'postgres' as const }
+    if (mode.startsWith('orm-')) {
+      await profileOrm(mode, stack.users.admin.password, stack.caFile, tunnel.port)
+      return
+    }
     const client = await connect(config)
     const pool = new Pool({ ...config, max: 10 })
     if (mode === 'large' || mode === 'stream') {
@@ -80,4 +92,28 @@ async function main() {
     await stack.stop()
   }
 }
+async function profileOrm(mode: string, password: string, caFile: string, port: number) {
+  const [, shape, kind] = mode.split('-') as [string, OrmShape, OrmQuery]
+  const target = { host: 'localhost', hostaddr: '127.0.0.1', port, caFile, user: 'admin', password, database: 'postgres' }
+  const benchRequire = createRequire(new URL('./package.json', import.meta.url))
+  const n = kind === 'page' ? 300 : 5_000
+  let setUp = false
+  for (const [label, pg] of [['dsql-tunnel as pg', require('../index.js')], ['pg', benchRequire('pg')]] as [string, PgModule][]) {
+    const pool = new pg.Pool({ ...pgConfig(target), max: ORM_POOL_MAX })
+    if (!setUp) for (const text of ORM_SETUP) await pool.query(text)
+    setUp = true
+    const ctx = { pool, pg }
+    await ormQueries(ctx, shape, kind, n / 5)
+    const before = threads(), cpu = process.cpuUsage(), started = performance.now()
+    await ormQueries(ctx, shape, kind, n, n)
+    const wall = performance.now() - started, used = process.cpuUsage(cpu), after = threads()
+    console.log(`${label}, ${shape} ${kind}: ${n} queries, wall ${(wall * 1000 / n).toFixed(1)} µs and process CPU ${((used.user + used.system) / n).toFixed(1)} µs per query`)
+    for (const k of Object.keys(after)) {
+      const ms = after[k] - (before[k] ?? 0)
+      if (ms > 20) console.log(`  ${k}: ${(ms * 1000 / n).toFixed(1)} µs per query`)
+    }
+    await pool.end()
+  }
+}
+
 main()

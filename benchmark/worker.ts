@@ -2,6 +2,7 @@
 // time over IPC, so no driver shares an event loop with the fixture or with another driver.
 import { performance } from 'node:perf_hooks';
 import { isDriverName, loadDriver, type Queryable, type Target } from './drivers/index.ts';
+import { ORM_POOL_MAX, ORM_SETUP, ormQueries, type OrmContext } from './workloads/orm.ts';
 import type { CallName, CallRequest, CallResponse, Calls, TargetName } from './lib/protocol.ts';
 import { bigResult, connectOnce, manyResults, pipelined, pooled, queryLatency, sequential } from './workloads/index.ts';
 
@@ -21,6 +22,21 @@ async function main(): Promise<void> {
     if (!c) conns.set(t, (c = await driver.connect(targets[t])));
     return c;
   };
+
+  // Workloads 10 and 11: a pg-shaped pool per ORM shape, as an app holds one for its ORM (a
+  // connection that has run a query with Prisma's parsers keeps those types as text); a query
+  // counter per workload, so each round reads other rows.
+  const orm = new Map<string, OrmContext>();
+  const ormContext = (shape: string): OrmContext => {
+    let ctx = orm.get(shape);
+    if (ctx) return ctx;
+    const asPg = driver.asPg;
+    if (!asPg) throw new Error(`${name} cannot be loaded as pg`);
+    ctx = { pg: asPg.module, pool: new asPg.module.Pool({ ...asPg.config(targets.tunnel), max: ORM_POOL_MAX }) };
+    orm.set(shape, ctx);
+    return ctx;
+  };
+  const ormNext = new Map<string, number>();
 
   let probe: Queryable | null = null;
   let probeText = '';
@@ -58,8 +74,22 @@ async function main(): Promise<void> {
       probe = null;
       return null;
     },
+    async ormSetup() {
+      const { pool } = ormContext('setup');
+      for (const text of ORM_SETUP) await pool.query(text);
+      await pool.end();
+      orm.delete('setup');
+      return null;
+    },
+    async orm({ shape, kind, queries }) {
+      const key = `${shape}-${kind}`;
+      const from = ormNext.get(key) ?? 0;
+      ormNext.set(key, from + queries);
+      return ormQueries(ormContext(shape), shape, kind, queries, from);
+    },
     async close() {
-      await Promise.all([...conns.values(), ...pools.values()].map((c) => c.end().catch(() => {})));
+      await Promise.all([...conns.values(), ...pools.values(), ...[...orm.values()].map((o) => o.pool)].map((c) => c.end().catch(() => {})));
+      orm.clear();
       conns.clear();
       pools.clear();
       return null;

@@ -1,9 +1,13 @@
 // dsql-tunnel: `host` is the DSQL hostname, `hostaddr` the tunnel; verification against the CA file.
-// Loaded from the run's copy of the package (lib/paths.ts), typed by the tree's typings.
+// Loaded from the run's copy of the package (lib/paths.ts), typed by the tree's typings. As `pg`
+// (workloads 10 and 11) it is `require('pg')` from a directory whose `node_modules/pg` is that
+// copy, as an app with the npm alias has it, and takes pg's config.
+import { createRequire } from 'node:module';
 import type * as DsqlTunnel from '../../index.js';
 import type { ClientConfig } from '../../index.js';
-import { PRODUCT_ENTRY } from '../lib/paths.ts';
-import type { Driver, Target } from './types.ts';
+import { AS_PG_DIR, PRODUCT_ENTRY } from '../lib/paths.ts';
+import { pgConfig } from './pg-config.ts';
+import type { Driver, PgModule, Target } from './types.ts';
 
 const { connect, Pool } = require(PRODUCT_ENTRY) as typeof DsqlTunnel;
 
@@ -16,6 +20,8 @@ const config = (t: Target): ClientConfig => ({
   database: t.database,
   sslrootcert: t.caFile,
 });
+
+let asPg: PgModule | undefined;
 
 export const dsqlTunnel: Driver = {
   name: 'dsql-tunnel',
@@ -32,5 +38,9 @@ export const dsqlTunnel: Driver = {
       query: async (text, values) => (await pool.query(text, values)).rows,
       end: () => pool.end(),
     };
+  },
+  get asPg() {
+    asPg ??= createRequire(`${AS_PG_DIR}/app.js`)('pg') as PgModule;
+    return { module: asPg, config: pgConfig };
   },
 };

@@ -1,22 +1,12 @@
-// node-postgres: TCP to the tunnel's IP literal (pg keeps a user `servername` only then),
-// `ssl.servername` for SNI and verification.
-import fs from 'node:fs';
+// node-postgres: TCP to the tunnel's IP literal, `ssl.servername` for SNI and verification.
 import pg from 'pg';
-import type { Driver, Target } from './types.ts';
-
-const config = (t: Target): pg.ClientConfig => ({
-  host: t.hostaddr,
-  port: t.port,
-  user: t.user,
-  password: t.password,
-  database: t.database,
-  ssl: { servername: t.host, ca: fs.readFileSync(t.caFile, 'utf8'), rejectUnauthorized: true },
-});
+import { pgConfig } from './pg-config.ts';
+import type { Driver, PgModule } from './types.ts';
 
 export const pgDriver: Driver = {
   name: 'pg',
   async connect(t) {
-    const client = new pg.Client(config(t));
+    const client = new pg.Client(pgConfig(t));
     await client.connect();
     return {
       query: async (text, values) => (await client.query({ text, values })).rows,
@@ -24,10 +14,11 @@ export const pgDriver: Driver = {
     };
   },
   async pool(t, max) {
-    const pool = new pg.Pool({ ...config(t), max });
+    const pool = new pg.Pool({ ...pgConfig(t), max });
     return {
       query: async (text, values) => (await pool.query({ text, values })).rows,
       end: () => pool.end(),
     };
   },
+  asPg: { module: pg as unknown as PgModule, config: pgConfig },
 };

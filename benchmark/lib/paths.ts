@@ -10,6 +10,9 @@ export const RELEASE_ADDON = path.join(BENCH_DIR, '.build', ADDON_NAME);
 export const PRODUCT_DIR = path.join(BENCH_DIR, '.build', 'dsql-tunnel');
 export const PRODUCT_ENTRY = path.join(PRODUCT_DIR, 'index.js');
 export const PRODUCT_ADDON = path.join(PRODUCT_DIR, ADDON_NAME);
+/** An app directory whose `node_modules/pg` is that copy: `require('pg')` from here gets this
+ * package, as with `"pg": "npm:dsql-tunnel@…"` in an app's package.json. */
+export const AS_PG_DIR = path.join(BENCH_DIR, '.build', 'as-pg');
 
 /**
  * Copies the package as it is now (the JS facade and the release addon) to PRODUCT_DIR, and every
@@ -23,4 +26,8 @@ export function snapshotProduct(): void {
     fs.cpSync(path.join(ROOT_DIR, f), path.join(PRODUCT_DIR, f), { recursive: true });
   }
   fs.copyFileSync(RELEASE_ADDON, PRODUCT_ADDON);
+  const link = path.join(AS_PG_DIR, 'node_modules', 'pg');
+  fs.rmSync(AS_PG_DIR, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(link), { recursive: true });
+  fs.symlinkSync(path.relative(path.dirname(link), PRODUCT_DIR), link, 'dir');
 }

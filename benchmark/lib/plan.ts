@@ -15,6 +15,8 @@ export interface Plan {
    * the client's memory is measured); `tunnel`: the same path as everything else. */
   soak: { queries: number; drivers: DriverName[]; capSeconds: number; path: 'direct' | 'tunnel' };
   cold: { rounds: number };
+  /** Workloads 10 and 11: queries per sample, for the 1,000-row pages and the point selects. */
+  orm: { rounds: number; pageQueries: number; pointQueries: number };
 }
 
 export const FULL: Plan = {
@@ -29,6 +31,7 @@ export const FULL: Plan = {
   rssRows: { rounds: 3 },
   soak: { queries: 1_000_000, drivers: ['dsql-tunnel', 'pg'], capSeconds: 330, path: 'direct' },
   cold: { rounds: 7 },
+  orm: { rounds: 15, pageQueries: 60, pointQueries: 1_000 },
 };
 
 export const QUICK: Plan = {
@@ -43,6 +46,7 @@ export const QUICK: Plan = {
   rssRows: { rounds: 1 },
   soak: { queries: 50_000, drivers: ['dsql-tunnel', 'pg'], capSeconds: 60, path: 'direct' },
   cold: { rounds: 3 },
+  orm: { rounds: 5, pageQueries: 20, pointQueries: 300 },
 };
 
 export interface Options {
@@ -60,7 +64,7 @@ export const USAGE = `usage: npm run bench [-- --quick] [--soak=N] [--soak-drive
   --soak=N          queries in the RSS soak (workload 8; default 1000000, quick 50000)
   --soak-drivers=…  drivers to soak (default dsql-tunnel,pg; all: ${DRIVER_NAMES.join(',')})
   --soak-path=…     direct (default: straight to PostgreSQL over TLS) or tunnel (through the tunnel and gate, 2-3× slower)
-  --only=…          run only these workloads (1-9)
+  --only=…          run only these workloads (1-11)
   --out=FILE        where the report goes (default BENCHMARKS.md at the repository root)
   --from=FILE.json  write the report again from a saved run (benchmark/.results/*.json), running nothing`;
 

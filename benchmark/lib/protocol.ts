@@ -1,5 +1,6 @@
 // Messages between the orchestrator and a driver's worker process.
 import type { QueryLatency, Sample } from '../workloads/index.ts';
+import type { OrmQuery, OrmShape } from '../workloads/orm.ts';
 
 /** `tunnel`: the plain tunnel; `slow-tunnel`: the one that adds latency each way; `counted`: a
  * relay that counts round trips, in front of the slow tunnel. */
@@ -18,6 +19,9 @@ export interface Calls {
   probeOpen: [{ target: TargetName }, number];
   probeQuery: [{ fresh: boolean }, number];
   probeClose: [Record<string, never>, null];
+  /** Workloads 10 and 11: (re)creates their table, through this worker's pg-shaped pool. */
+  ormSetup: [Record<string, never>, null];
+  orm: [{ shape: OrmShape; kind: OrmQuery; queries: number }, Sample];
   close: [Record<string, never>, null];
 }
 

@@ -2,6 +2,7 @@
 import type { DriverName } from '../drivers/types.ts';
 import type { RowsMemory, SoakMemory } from '../rss-child.ts';
 import type { QueryLatency, Sample } from '../workloads/index.ts';
+import type { OrmQuery, OrmShape } from '../workloads/orm.ts';
 import type { Meta } from './machine.ts';
 import type { Plan } from './plan.ts';
 
@@ -60,6 +61,9 @@ export interface Results {
   soak: PerDriver<SoakMemory>;
   /** Workload 7. */
   cold: Partial<Record<ColdKind, ColdMarks[]>>;
+  /** Workloads 10 and 11 (`prisma-page`, `prisma-point`, `sequelize-page`, `sequelize-point`),
+   * for the drivers that can be loaded as pg. Absent in runs from before they existed. */
+  orm?: Partial<Record<`${OrmShape}-${OrmQuery}`, PerDriver<Sample[]>>>;
   /** Phases that failed; the run goes on without them. */
   errors: { phase: string; message: string }[];
 }

@@ -3,14 +3,17 @@
 import { performance } from 'node:perf_hooks';
 import type { Driver, Queryable, Target } from '../drivers/types.ts';
 import { LoopMonitor, type LoopStats } from '../lib/loop-monitor.ts';
+import type { ThreadCpu } from '../lib/threads.ts';
 import { MIXED_10, MIXED_10_ROWS, TINY, WIDE_5 } from './sql.ts';
 
 export interface Sample extends Partial<LoopStats> {
   ms: number;
   cpuMs: number;
+  /** Workloads 10 and 11: the same CPU time by thread (JS thread, the others). */
+  threads?: ThreadCpu;
 }
 
-async function measure(fn: () => Promise<void>, watchLoop = false): Promise<Sample> {
+export async function measure(fn: () => Promise<void>, watchLoop = false): Promise<Sample> {
   const monitor = watchLoop ? new LoopMonitor() : null;
   monitor?.start();
   const cpu0 = process.cpuUsage();
@@ -22,7 +25,7 @@ async function measure(fn: () => Promise<void>, watchLoop = false): Promise<Samp
   return { ms, cpuMs: (cpu.user + cpu.system) / 1000, ...loop };
 }
 
-function check(ok: boolean, what: string): void {
+export function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`wrong result: ${what}`);
 }
 
