@@ -212,7 +212,7 @@ async function tunnelSteps({ add, cfg, options, env, addr, spin }) {
     })
     ok = true
   } catch (e) {
-    add('tcp', { status: 'fail', detail: `${e.code ?? 'ERROR'}: ${e.message}`, fix: 'See docs/tunnel.md for what each code means.', facts: { code: e.code } })
+    add('tcp', { status: 'fail', detail: `${e.code ?? 'ERROR'}: ${e.message}`, fix: 'See the README section "Tunnels the driver opens itself" for what each code means.', facts: { code: e.code } })
   }
   if (ok) {
     for (const id of ['tls', 'sni']) add(id, { status: 'info', detail: 'checked end to end through the tunnel by the authentication step' })
