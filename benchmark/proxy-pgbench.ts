@@ -67,7 +67,7 @@ async function main() {
     AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true',
   };
   const proxy = spawn(process.execPath, [path.join(ROOT, 'bin/dsql-tunnel.js'), 'proxy', '--listen', '127.0.0.1:0'], {
-    env: { PATH: process.env.PATH, ...(process.env.TOKIO_WORKER_THREADS ? { TOKIO_WORKER_THREADS: process.env.TOKIO_WORKER_THREADS } : {}), HOSTNAME: stack.host, PGHOSTADDR: stack.tunnelAddr, PGPORT: String(stack.tunnelPort), PGSSLROOTCERT: stack.caFile, ...aws },
+    env: { PATH: process.env.PATH, ...(process.env.TOKIO_WORKER_THREADS ? { TOKIO_WORKER_THREADS: process.env.TOKIO_WORKER_THREADS } : {}), ...(process.env.NAPI_RS_NATIVE_LIBRARY_PATH ? { NAPI_RS_NATIVE_LIBRARY_PATH: process.env.NAPI_RS_NATIVE_LIBRARY_PATH } : {}), HOSTNAME: stack.host, PGHOSTADDR: stack.tunnelAddr, PGPORT: String(stack.tunnelPort), PGSSLROOTCERT: stack.caFile, ...aws },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
