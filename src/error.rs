@@ -377,7 +377,8 @@ mod tests {
 
     #[test]
     fn a_session_end_keeps_the_code_and_fields_of_its_cause() {
-        let fatal = ServerError { code: "57P01".into(), severity: "FATAL".into(), message: "bye".into(), ..Default::default() };
+        let fatal =
+            ServerError { code: "57P01".into(), severity: "FATAL".into(), message: "bye".into(), ..Default::default() };
         let e = Error::SessionEnded { cause: Box::new(Error::Server(Box::new(fatal))), may_have_run: false };
         assert_eq!(e.code(), "57P01");
         assert_eq!(e.to_string(), "bye");

@@ -344,7 +344,12 @@ pub fn check_sendable(sql: &str, params: &[Option<String>]) -> Result<(), Error>
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
 /// `alone`: nothing else was outstanding on the connection when it was written.
-pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>, alone: bool) -> Result<Vec<ResultSet>, Error> {
+pub async fn run(
+    conn: Arc<Conn>,
+    sql: String,
+    params: Vec<Option<String>>,
+    alone: bool,
+) -> Result<Vec<ResultSet>, Error> {
     check_sendable(&sql, &params)?;
     let desync = conn.desync.clone();
     run_sendable(conn, sql, params, alone).await.map_err(|e| desync.explain(e))

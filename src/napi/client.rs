@@ -515,7 +515,9 @@ async fn open(
     let session = connect::connect(&config, &tls, credentials.as_ref(), Some(events)).await?;
     let mut info = ConnectInfo::new(&config, &session.timings);
     info.parameters = session.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
-    let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode).watching(session.desync).ending(ended_by_fatal));
+    let conn = Arc::new(
+        Conn::new(session.client, Arc::new(config), tls, decode).watching(session.desync).ending(ended_by_fatal),
+    );
     let (closed, _) = watch::channel(false);
     Ok((Open { conn, driver: session.driver, task: session.task, closed }, info))
 }
