@@ -2,6 +2,7 @@
 // ReadyForQuery (safe reruns, and what may have run), round trips per checkout, waking clusters,
 // XX000 "server unavailable", OCC conflicts wrapped by an ORM, and DSQL's message size limit.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { describe, test } from 'node:test'
 import { DrizzleQueryError } from 'drizzle-orm/errors'
 import { Client, isOccError, Pool, type ClientConfig, type DsqlTunnelError } from '../index.js'
@@ -233,6 +234,58 @@ describe('one round trip per checkout', () => {
       assert.equal(g.gate.log.filter((r) => r.kind === 'startup').length, 1, 'one connection throughout')
     } finally {
       await pool.end()
+      await g.stop()
+    }
+  })
+})
+
+describe('a frozen process (SIGSTOP, as a Lambda between invocations)', () => {
+  // The child runs a pool with one connection and answers each line on stdin with a query. While
+  // it is stopped the gate closes every connection without a FATAL; the next line is written
+  // before it resumes, so the query is issued as the process thaws, before anything was read.
+  const CHILD = `const { Pool } = require(process.env.ROOT)
+    const pool = new Pool({ ...JSON.parse(process.env.OPTS), max: 1 })
+    pool.on('error', () => {})
+    const run = () => pool.query('select 1 as one').then(() => console.log('ok'), (e) => console.log('failed ' + e.code + ' mayHaveRun=' + e.mayHaveRun))
+    run()
+    let buf = ''
+    process.stdin.on('data', (d) => { buf += d; while (buf.includes('\\n')) { buf = buf.slice(buf.indexOf('\\n') + 1); run() } })
+    process.stdin.on('end', () => pool.end())`
+
+  test('after the event loop stood still, an idle connection closed meanwhile is checked, not used blind', { timeout: 60_000 }, async () => {
+    const s = stack()
+    const g = await s.startGate({ tokenAuth: true })
+    const child = spawn(process.execPath, ['-e', CHILD], {
+      env: { ...process.env, ROOT: process.cwd(), OPTS: JSON.stringify(viaPort(s, g.port)) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    })
+    const lines: string[] = []
+    let wake: (() => void) | null = null
+    child.stdout.on('data', (d: Buffer) => {
+      lines.push(...d.toString().split('\n').filter(Boolean))
+      wake?.()
+    })
+    const answers = async (n: number): Promise<void> => {
+      const until = Date.now() + 15_000
+      while (lines.length < n && Date.now() < until) await new Promise<void>((r) => ((wake = r), setTimeout(r, 200)))
+      assert.ok(lines.length >= n, `no answer ${n}: ${lines.join(' | ')}`)
+    }
+    try {
+      await answers(1)
+      const freezes = 4
+      for (let i = 0; i < freezes; i++) {
+        child.kill('SIGSTOP')
+        g.gate.closeAll()
+        await sleep(5600)
+        child.stdin.write('go\n')
+        child.kill('SIGCONT')
+        await answers(i + 2)
+      }
+      assert.deepEqual(lines, Array(freezes + 1).fill('ok'))
+    } finally {
+      child.stdin.end()
+      child.kill('SIGCONT')
+      child.kill('SIGKILL')
       await g.stop()
     }
   })
