@@ -294,7 +294,7 @@ function makePool(DefaultClient) {
         await entry.client.query('select 1')
         return entry
       } catch {
-        debug('pool-close', { reason: 'stale after the event loop stood still' })
+        debug('pool-close', { reason: 'closed-while-frozen' })
         if (exclusive) entry.exclusive = false
         else entry.inflight--
         this.#close(entry)

@@ -244,8 +244,7 @@ impl Conn {
         }
     }
 
-    /// Counts a query in flight until the guard drops; true when nothing else was outstanding
-    /// and the connection had not ended.
+    /// Counts a query in flight until the guard drops; true when nothing else was outstanding.
     pub fn begin(self: &Arc<Self>) -> (InFlight, bool) {
         let before = self.outstanding.fetch_add(1, Ordering::AcqRel);
         (InFlight(self.clone()), before == 0)
