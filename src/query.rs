@@ -244,10 +244,12 @@ impl Conn {
         }
     }
 
-    /// Counts a query in flight until the guard drops; true when nothing else was outstanding.
+    /// Counts a query in flight until the guard drops; true when nothing else was outstanding:
+    /// no query of ours, and the server had answered every request written (a ReadyForQuery can
+    /// trail a result that is complete, and the client library closes statements on its own).
     pub fn begin(self: &Arc<Self>) -> (InFlight, bool) {
         let before = self.outstanding.fetch_add(1, Ordering::AcqRel);
-        (InFlight(self.clone()), before == 0)
+        (InFlight(self.clone()), before == 0 && self.desync.settled())
     }
 
     /// Shares the flag the connection's events set when an unasked FATAL ended the session.
