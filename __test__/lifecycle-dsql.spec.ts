@@ -331,7 +331,8 @@ describe('waking clusters', () => {
       const started = Date.now()
       const err = await rejectsWith(c.connect(), 'CLUSTER_WAKING')
       const took = Date.now() - started
-      assert.ok(took < 2500, `${took} ms`)
+      // It kept trying until about the deadline (a last try needs 100 ms), not much past it.
+      assert.ok(took >= 500 && took < 2500, `${took} ms`)
       console.log(`# still waking: CLUSTER_WAKING after ${took} ms (connectionTimeoutMillis 700)`)
       assert.equal((err.cause as DsqlTunnelError).code, '08006')
       const pool = new Pool(viaPort(s, g.port, { connectionTimeoutMillis: 700 }))

@@ -26,6 +26,8 @@ const MESSAGE_OVERHEAD = 256
 const WAKING = /waking up cluster/i
 const WAKING_FIRST_DELAY_MILLIS = 100
 const WAKING_MAX_DELAY_MILLIS = 2000
+// Time a last attempt needs at least (a connect through a tunnel to DSQL takes tens of ms).
+const WAKING_LAST_TRY_MILLIS = 100
 const DEFAULT_CONNECT_TIMEOUT_MILLIS = 10_000
 // How long a cancelled query may take to come back before its connection is given up.
 const CANCEL_GRACE_MILLIS = 5000
@@ -297,6 +299,8 @@ class Client extends EventEmitter {
     const budget = given > 0 ? given : DEFAULT_CONNECT_TIMEOUT_MILLIS
     const deadline = started + budget
     let delay = WAKING_FIRST_DELAY_MILLIS
+    let waking = null
+    const stillWaking = (attempts, cause) => new DsqlTunnelError('CLUSTER_WAKING', `the cluster was still waking up after ${attempts} connection attempts in ${Math.round(performance.now() - started)} ms (the connect timeout is ${budget} ms): try again shortly, or raise connectionTimeoutMillis`, { cause })
     for (let attempt = 1; ; attempt++) {
       const left = deadline - performance.now()
       const opts = attempt === 1 ? options : { ...options, connectionTimeoutMillis: String(Math.max(1, Math.ceil(left))) }
@@ -304,13 +308,18 @@ class Client extends EventEmitter {
       if (!isNativeError(r)) return r
       if (!WAKING.test(r.message)) {
         debug('connect-failed', { code: r.code, totalMs: performance.now() - started })
+        // The last try, squeezed into what was left of the timeout, ran out of it.
+        if (waking && r.code === 'CONNECT_TIMEOUT') throw stillWaking(attempt, waking)
         throw fromNative(r)
       }
-      const wait = Math.min(delay, WAKING_MAX_DELAY_MILLIS) * (0.75 + Math.random() * 0.5)
-      if (performance.now() + wait >= deadline) {
+      waking = fromNative(r)
+      // The last try gets what is left of the timeout, if that is enough for a connect.
+      const room = deadline - performance.now() - WAKING_LAST_TRY_MILLIS
+      if (room <= 0) {
         debug('connect-failed', { code: 'CLUSTER_WAKING', attempts: attempt, totalMs: performance.now() - started })
-        throw new DsqlTunnelError('CLUSTER_WAKING', `the cluster was still waking up after ${attempt} connection attempts in ${Math.round(performance.now() - started)} ms (the connect timeout is ${budget} ms): try again shortly, or raise connectionTimeoutMillis`, { cause: fromNative(r) })
+        throw stillWaking(attempt, waking)
       }
+      const wait = Math.min(Math.min(delay, WAKING_MAX_DELAY_MILLIS) * (0.75 + Math.random() * 0.5), room)
       debug('connect-retry', { reason: 'cluster-waking', attempt, inMs: wait })
       await new Promise((resolve) => setTimeout(resolve, wait))
       delay *= 2
