@@ -269,12 +269,14 @@ function makePool(DefaultClient) {
       this.#check()
       const timeout = this.options.connectionTimeoutMillis
       const deadline = timeout > 0 ? Date.now() + timeout : 0
+      // I/O can run before timers as the process thaws: notice the freeze here too.
+      this.#beat()
       const entry = this.#pick(exclusive)
       if (entry) {
-        const now = Date.now()
-        const frozen = entry.inflight === 0 && this.#beatAt > 0 && now - this.#beatAt > FROZEN_MILLIS
+        const check = entry.suspect && entry.inflight === 0
+        entry.suspect = false
         this.#take(entry, exclusive)
-        return frozen ? this.#validate(entry, exclusive) : entry
+        return check ? this.#validate(entry, exclusive) : entry
       }
       if (this.totalCount < this.options.max) return this.#create(deadline, exclusive)
       return new Promise((resolve, reject) => {
@@ -295,6 +297,7 @@ function makePool(DefaultClient) {
         return entry
       } catch {
         debug('pool-close', { reason: 'closed-while-frozen' })
+        entry.dead = true
         if (exclusive) entry.exclusive = false
         else entry.inflight--
         this.#close(entry)
@@ -323,6 +326,16 @@ function makePool(DefaultClient) {
         if (best.inflight === 0) this.#close(best)
         else best.dead = true
       }
+    }
+
+    // After the event loop stood still, every idle connection is checked once before use: while
+    // the process was frozen nothing was read, so one the server closed still looks open.
+    #beat() {
+      const now = Date.now()
+      if (this.#beatAt > 0 && now - this.#beatAt > FROZEN_MILLIS) {
+        for (const e of this.#entries.values()) if (e.inflight === 0 && !e.exclusive) e.suspect = true
+      }
+      this.#beatAt = now
     }
 
     #take(entry, exclusive) {
@@ -393,7 +406,7 @@ function makePool(DefaultClient) {
     #track(client, startedAt) {
       debug('pool-open', { total: this.#entries.size + 1, max: this.options.max })
       const entry = {
-        client, inflight: 0, exclusive: false, retired: false, dead: false, uses: 0,
+        client, inflight: 0, exclusive: false, retired: false, dead: false, suspect: false, uses: 0,
         idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity, onError: null,
       }
       // A connection that fails while nobody holds it: dropped, and told as the pool's `error`.
@@ -408,7 +421,7 @@ function makePool(DefaultClient) {
       client.on('error', entry.onError)
       if (this.#heartbeat === null) {
         this.#beatAt = Date.now()
-        this.#heartbeat = setInterval(() => (this.#beatAt = Date.now()), HEARTBEAT_MILLIS)
+        this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MILLIS)
         this.#heartbeat.unref()
       }
       const lifetime = this.options.maxLifetimeSeconds * 1000
