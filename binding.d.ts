@@ -182,6 +182,11 @@ export interface NativeError {
   sqlstate?: string
   /** For `CONNECTION_LOST`: whether the query had been sent (false: safe to run elsewhere). */
   sent?: boolean
+  /**
+   * For a query that failed because its session ended: whether the statement may have run
+   * (false only when it certainly did not).
+   */
+  mayHaveRun?: boolean
   errno?: number
   syscall?: string
   address?: string

@@ -65,6 +65,10 @@ export interface ClientConfig {
   /** Default timeout of every query, in milliseconds (0: none). On expiry a CancelRequest goes
    * through the tunnel (TLS, same SNI) and the query rejects with `57014`. */
   queryTimeoutMillis?: number
+  /** The largest protocol message a query may need (Parse holds its text, Bind its values).
+   * Larger requests reject with `MESSAGE_TOO_LARGE` before anything is sent. Default 10485760
+   * (10 MiB: DSQL's front door closes the connection on larger messages, outcome unknown). */
+  maxMessageBytes?: number
   /** Startup options, as libpq's `options`: e.g. `-c search_path=myschema` for a non-admin role's
    * schema. Env: `PGOPTIONS`. */
   options?: string
@@ -268,6 +272,8 @@ export type ClientErrorCode =
   | 'PARAMETER_COUNT_MISMATCH'
   | 'ENOTFOUND'
   | 'CONNECT_TIMEOUT'
+  | 'CLUSTER_WAKING'
+  | 'MESSAGE_TOO_LARGE'
   | 'TLS_NAME_MISMATCH'
   | 'TLS_UNKNOWN_CA'
   | 'TLS_CERT_EXPIRED'
@@ -307,6 +313,13 @@ export declare class DsqlTunnelError extends Error {
   sent?: boolean
   /** For an OCC conflict that exhausted its retries: how many attempts were made. */
   attempts?: number
+  /** For a query that failed because its session ended (a FATAL such as `57P01`, or
+   * `CONNECTION_LOST`): `false` when the statement certainly did not run (it was written alone
+   * and the end was its first reply), `true` when it may have. */
+  mayHaveRun?: boolean
+  /** For `MESSAGE_TOO_LARGE`: the bytes the request needed, and the limit. */
+  size?: number
+  limit?: number
   errno?: number
   syscall?: string
   address?: string

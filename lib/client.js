@@ -19,6 +19,18 @@ const { runSubmittable } = require('./submittable')
 const Query = require('./query')
 const { debug } = require('./debug')
 
+// DSQL's front door closes the connection on a protocol message larger than this, leaving the
+// statement's outcome unknown: such requests are refused before anything is sent.
+const DSQL_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+// Bytes of a Parse or Bind message besides the text and the values: header, names, counts.
+const MESSAGE_OVERHEAD = 256
+// An inactive cluster answers connects with this while it wakes up: retried with backoff.
+const WAKING = /waking up cluster/i
+const WAKING_FIRST_DELAY_MILLIS = 100
+const WAKING_MAX_DELAY_MILLIS = 2000
+// Time a last attempt needs at least (a connect through a tunnel to DSQL takes tens of ms).
+const WAKING_LAST_TRY_MILLIS = 100
+const DEFAULT_CONNECT_TIMEOUT_MILLIS = 10_000
 // How long a cancelled query may take to come back before its connection is given up.
 const CANCEL_GRACE_MILLIS = 5000
 // Rows per batch from the server: each batch is built in one go, and between batches the event
@@ -278,11 +290,7 @@ class Client extends EventEmitter {
     }
     const credentials = await resolveCredentials(config.credentials)
     const started = performance.now()
-    const r = await this.#native.connect(options, config.connectionString ?? null, readEnvironment(), int8, credentials)
-    if (isNativeError(r)) {
-      debug('connect-failed', { code: r.code, totalMs: performance.now() - started })
-      throw fromNative(r)
-    }
+    const r = await this.#connectWaking(options, config, int8, credentials, started)
     debug('connected', {
       host: r.host, via: `${r.hostaddr ?? r.host}:${r.port}`, user: r.user, tls: r.sslnegotiation, verify: r.verification,
       token: r.tokenMinted ? 'minted' : undefined, tokenMs: r.tokenMinted ? r.tokenMillis : undefined,
@@ -300,6 +308,40 @@ class Client extends EventEmitter {
     if (r.verification === 'none') warnUnverified()
     for (let i = 0; i + 1 < parameters.length; i += 2) {
       this.connection.emit('parameterStatus', { name: 'parameterStatus', parameterName: parameters[i], parameterValue: parameters[i + 1] })
+    }
+  }
+
+  // A waking cluster refuses connects for a while: try again with backoff until the connect
+  // timeout, then fail with CLUSTER_WAKING.
+  async #connectWaking(options, config, int8, credentials, started) {
+    const given = Number(options.connectionTimeoutMillis)
+    const budget = given > 0 ? given : DEFAULT_CONNECT_TIMEOUT_MILLIS
+    const deadline = started + budget
+    let delay = WAKING_FIRST_DELAY_MILLIS
+    let waking = null
+    const stillWaking = (attempts, cause) => new DsqlTunnelError('CLUSTER_WAKING', `the cluster was still waking up after ${attempts} connection attempts in ${Math.round(performance.now() - started)} ms (the connect timeout is ${budget} ms): try again shortly, or raise connectionTimeoutMillis`, { cause })
+    for (let attempt = 1; ; attempt++) {
+      const left = deadline - performance.now()
+      const opts = attempt === 1 ? options : { ...options, connectionTimeoutMillis: String(Math.max(1, Math.ceil(left))) }
+      const r = await this.#native.connect(opts, config.connectionString ?? null, readEnvironment(), int8, credentials)
+      if (!isNativeError(r)) return r
+      if (!WAKING.test(r.message)) {
+        debug('connect-failed', { code: r.code, totalMs: performance.now() - started })
+        // The last try, squeezed into what was left of the timeout, ran out of it.
+        if (waking && r.code === 'CONNECT_TIMEOUT') throw stillWaking(attempt, waking)
+        throw fromNative(r)
+      }
+      waking = fromNative(r)
+      // The last try gets what is left of the timeout, if that is enough for a connect.
+      const room = deadline - performance.now() - WAKING_LAST_TRY_MILLIS
+      if (room <= 0) {
+        debug('connect-failed', { code: 'CLUSTER_WAKING', attempts: attempt, totalMs: performance.now() - started })
+        throw stillWaking(attempt, waking)
+      }
+      const wait = Math.min(Math.min(delay, WAKING_MAX_DELAY_MILLIS) * (0.75 + Math.random() * 0.5), room)
+      debug('connect-retry', { reason: 'cluster-waking', attempt, inMs: wait })
+      await new Promise((resolve) => setTimeout(resolve, wait))
+      delay *= 2
     }
   }
 
@@ -446,6 +488,7 @@ class Client extends EventEmitter {
     const typesObject = q.types ?? this._types
     this.#wantText(typesObject)
     const params = values ? encodeParams(values) : []
+    this.#checkSize(text, params)
     const arrayMode = rowMode === 'array'
     // The request is written here, synchronously, so pipelined queries keep their order.
     const inbox = this.#inbox
@@ -473,6 +516,26 @@ class Client extends EventEmitter {
       // pg's `drain`: every query sent so far has settled.
       if (--this.#inflight === 0 && this.listenerCount('drain') > 0) queueMicrotask(() => this.#inflight === 0 && this.emit('drain'))
     }
+  }
+
+  // Refuses a request whose largest protocol message (Parse holds the text, Bind the values) would
+  // exceed `maxMessageBytes`: DSQL's front door would close the connection with the outcome unknown.
+  #checkSize(text, params) {
+    const limit = this.#config.maxMessageBytes ?? DSQL_MAX_MESSAGE_BYTES
+    if (!(limit > 0) || limit === Infinity) return
+    let units = text.length
+    for (const p of params) if (p !== null) units += p.length + 4
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: most requests need no exact count.
+    if (units * 3 + MESSAGE_OVERHEAD <= limit) return
+    const parse = Buffer.byteLength(text) + MESSAGE_OVERHEAD
+    let bind = MESSAGE_OVERHEAD
+    for (const p of params) bind += 4 + (p === null ? 0 : typeof p === 'string' ? Buffer.byteLength(p) : p.length)
+    const size = Math.max(parse, bind)
+    if (size <= limit) return
+    const err = new DsqlTunnelError('MESSAGE_TOO_LARGE', `the request would need a ${size}-byte protocol message, over the limit of ${limit} bytes (DSQL closes the connection on messages over 10 MiB, leaving the outcome unknown); nothing was sent: split the data over several statements`)
+    err.size = size
+    err.limit = limit
+    throw err
   }
 
   // Types with a custom parser must reach JavaScript as the server's text: tell the addon before
@@ -554,7 +617,9 @@ class Client extends EventEmitter {
       if (!client._connected) await client.#whenConnected()
       const typesObject = options?.types ?? client._types
       client.#wantText(typesObject)
-      const stream = native.stream(text, values ? encodeParams(values) : [], batchSize)
+      const params = values ? encodeParams(values) : []
+      client.#checkSize(text, params)
+      const stream = native.stream(text, params, batchSize)
       if (stream === null) throw invalidArgument('stream() runs one statement; this text has several')
       let fields = []
       let parsers = null
@@ -625,8 +690,9 @@ class Client extends EventEmitter {
   }
 
   /**
-   * Runs `fn` in a transaction; on an optimistic-concurrency conflict (40001, OC000, OC001) the
-   * whole callback runs again, so it must be idempotent.
+   * Runs `fn` in a transaction; on an optimistic-concurrency conflict (40001, OC000, OC001, also
+   * on an error's `cause` chain) or DSQL's `XX000` "server unavailable" the whole callback runs
+   * again, so it must be idempotent.
    */
   async transaction(fn, options) {
     if (typeof fn !== 'function') throw invalidArgument('transaction needs a function')

@@ -28,10 +28,18 @@ function copy(target, source, fields) {
   for (const f of fields) if (source[f] !== undefined && source[f] !== null) target[f] = source[f]
 }
 
+// DSQL's per-transaction and per-row limits, which a 54000 from DSQL is about.
+const DSQL_LIMITS_HINT =
+  'DSQL limits a transaction to 3,000 modified rows, 10 MiB of changed data and 300 s, a row to 2 MiB and a ' +
+  'value to 1 MiB: split the work into smaller transactions'
+
 function fromNative(n) {
   if (n.sqlstate !== undefined && n.sqlstate !== null) {
     const server = new DatabaseError(n.sqlstate, n.message)
     copy(server, n, SERVER_FIELDS)
+    if (n.sqlstate === '54000' && server.hint === undefined && /limit|size/i.test(n.message)) server.hint = DSQL_LIMITS_HINT
+    // Whether a statement whose session ended under it may have run (false: it certainly did not).
+    if (typeof n.mayHaveRun === 'boolean') server.mayHaveRun = n.mayHaveRun
     if (n.code === n.sqlstate) return server
     // A client code with a server error behind it (SNI_REFUSED): the server's words are the cause.
     const wrapped = new DsqlTunnelError(n.code, n.message, { cause: server })
@@ -40,6 +48,7 @@ function fromNative(n) {
   }
   const err = new DsqlTunnelError(n.code, n.message)
   copy(err, n, SOCKET_FIELDS)
+  if (typeof n.mayHaveRun === 'boolean') err.mayHaveRun = n.mayHaveRun
   if (n.setting) err.setting = n.setting
   return err
 }
@@ -56,4 +65,4 @@ const invalidConfig = (setting, message) => {
   return err
 }
 
-module.exports = { DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidParameter, invalidConfig }
+module.exports = { DSQL_LIMITS_HINT, DsqlTunnelError, DatabaseError, fromNative, invalidArgument, invalidParameter, invalidConfig }

@@ -10,9 +10,16 @@ const { debug } = require('./debug')
 const { DsqlTunnelError, invalidArgument, invalidConfig } = require('./errors')
 
 const END_GRACE_MILLIS = 5000
-// A connection idle longer than this is checked with a round trip before it is handed out: the
-// server (or DSQL's front door, or a frozen Lambda's network) may have closed it meanwhile.
-const VALIDATE_AFTER_IDLE_MILLIS = 1000
+// Checkouts cost no extra round trip: a FIN or FATAL read while idle marks a connection dead
+// before it is picked, and a query that met the session's end as its first reply reruns. Only
+// when the event loop itself stood still this long (a frozen Lambda: nothing was read meanwhile)
+// is an idle connection checked with a round trip first.
+const FROZEN_MILLIS = 5000
+const HEARTBEAT_MILLIS = 1000
+// pool.query runs a statement that certainly did not run (mayHaveRun false) at most this often.
+const MAX_RUNS = 5
+// DSQL's XX000 "server unavailable" is retryable on the same connection: this many reruns.
+const UNAVAILABLE_RERUNS = 3
 // Connection failures worth another try (with backoff) while an acquirer still has time.
 const TRANSIENT = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
@@ -55,6 +62,9 @@ function makePool(DefaultClient) {
     // Counts escalations of the backoff: a failure escalates it only if its attempt began after the
     // last escalation, so N connections refused together are one round, not N doublings.
     #backoffRound = 0
+    // When the event loop last ran the heartbeat; a gap means it stood still (see FROZEN_MILLIS).
+    #heartbeat = null
+    #beatAt = 0
 
     /**
      * @param {object | string} [options] Client options plus `max` (10), `min` (0),
@@ -152,17 +162,37 @@ function makePool(DefaultClient) {
           throw err
         }
       }
-      for (let attempt = 1; ; attempt++) {
+      for (let run = 1; ; run++) {
         const entry = await this.#acquire(false)
+        try {
+          return await this.#run(entry, text, values, options)
+        } catch (err) {
+          // The session ended before the statement ran (it was written alone and the end was its
+          // first reply, or it never left): run it on another connection. Anything that may
+          // have run is the caller's to decide.
+          const notRun = err.mayHaveRun === false || (err.code === 'CONNECTION_LOST' && err.sent === false)
+          if (!notRun || run >= MAX_RUNS || this.#ending) throw err
+          entry.dead = true
+          debug('pool-rerun', { code: err.code, run })
+        } finally {
+          this.#releaseShared(entry)
+        }
+        if (run > 1) await sleep(jittered(Math.min(1000, 10 * 2 ** (run - 2))))
+      }
+    }
+
+    // One autocommit statement on a shared connection; XX000 reruns it there (bounded).
+    async #run(entry, text, values, options) {
+      for (let rerun = 0; ; rerun++) {
         try {
           return await entry.client.query(text, values, options)
         } catch (err) {
           // A query that saw its connection end has told the caller; the pool just drops it.
           if (endsSession(err)) entry.dead = true
-          // The connection was already gone and the query never left: run it on another.
-          if (err.code !== 'CONNECTION_LOST' || err.sent !== false || attempt >= 3) throw err
-        } finally {
-          this.#releaseShared(entry)
+          if (err.code !== 'XX000' || rerun >= UNAVAILABLE_RERUNS || !entry.client._queryable) throw err
+          const wait = jittered(Math.min(100, 2 ** rerun * 5))
+          debug('pool-rerun', { code: err.code, rerun: rerun + 1, inMs: wait })
+          await sleep(wait)
         }
       }
     }
@@ -220,6 +250,7 @@ function makePool(DefaultClient) {
     end(callback) {
       this.ending = true
       this.#ending ??= (async () => {
+        clearInterval(this.#heartbeat)
         for (const w of this.#waiters.splice(0)) {
           clearTimeout(w.timer)
           w.reject(ended())
@@ -243,11 +274,14 @@ function makePool(DefaultClient) {
       this.#check()
       const timeout = this.options.connectionTimeoutMillis
       const deadline = timeout > 0 ? Date.now() + timeout : 0
+      // I/O can run before timers as the process thaws: notice the freeze here too.
+      this.#beat()
       const entry = this.#pick(exclusive)
       if (entry) {
-        const stale = entry.inflight === 0 && Date.now() - entry.idleSince > VALIDATE_AFTER_IDLE_MILLIS
+        const check = entry.suspect && entry.inflight === 0
+        entry.suspect = false
         this.#take(entry, exclusive)
-        return stale ? this.#validate(entry, exclusive) : entry
+        return check ? this.#validate(entry, exclusive) : entry
       }
       if (this.totalCount < this.options.max) return this.#create(deadline, exclusive)
       return new Promise((resolve, reject) => {
@@ -267,7 +301,8 @@ function makePool(DefaultClient) {
         await entry.client.query('select 1')
         return entry
       } catch {
-        debug('pool-close', { reason: 'stale' })
+        debug('pool-close', { reason: 'closed-while-frozen' })
+        entry.dead = true
         if (exclusive) entry.exclusive = false
         else entry.inflight--
         this.#close(entry)
@@ -296,6 +331,16 @@ function makePool(DefaultClient) {
         if (best.inflight === 0) this.#close(best)
         else best.dead = true
       }
+    }
+
+    // After the event loop stood still, every idle connection is checked once before use: while
+    // the process was frozen nothing was read, so one the server closed still looks open.
+    #beat() {
+      const now = Date.now()
+      if (this.#beatAt > 0 && now - this.#beatAt > FROZEN_MILLIS) {
+        for (const e of this.#entries.values()) if (e.inflight === 0 && !e.exclusive) e.suspect = true
+      }
+      this.#beatAt = now
     }
 
     #take(entry, exclusive) {
@@ -366,7 +411,7 @@ function makePool(DefaultClient) {
     #track(client, startedAt) {
       debug('pool-open', { total: this.#entries.size + 1, max: this.options.max })
       const entry = {
-        client, inflight: 0, exclusive: false, retired: false, dead: false, uses: 0,
+        client, inflight: 0, exclusive: false, retired: false, dead: false, suspect: false, uses: 0,
         idleTimer: null, lifeTimer: null, idleSince: Date.now(), expiresAt: Infinity, onError: null,
       }
       // A connection that fails while nobody holds it: dropped, and told as the pool's `error`.
@@ -379,6 +424,11 @@ function makePool(DefaultClient) {
         }
       }
       client.on('error', entry.onError)
+      if (this.#heartbeat === null) {
+        this.#beatAt = Date.now()
+        this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MILLIS)
+        this.#heartbeat.unref()
+      }
       const lifetime = this.options.maxLifetimeSeconds * 1000
       if (lifetime > 0) {
         // Up to 10 % early, so connections opened together are not all replaced together.

@@ -5,12 +5,31 @@
 // OC000/OC001 as the code itself.
 const OCC_IN_MESSAGE = /\bOC00[01]\b/
 
-/** Whether `err` is an optimistic-concurrency conflict worth retrying the whole transaction for. */
+// ORMs wrap driver errors (Drizzle's DrizzleQueryError keeps ours as `cause`): look down the chain.
+const MAX_CAUSES = 8
+
+/** The first error on `err`'s `cause` chain (itself included) that `test` accepts, or null. */
+function findCause(err, test) {
+  for (let e = err, n = 0; e !== null && typeof e === 'object' && n <= MAX_CAUSES; e = e.cause, n++) {
+    if (test(e)) return e
+  }
+  return null
+}
+
+const isOcc = (e) =>
+  e.code === '40001' || e.code === 'OC000' || e.code === 'OC001' || (typeof e.message === 'string' && OCC_IN_MESSAGE.test(e.message))
+
+/**
+ * Whether `err` (or an error on its `cause` chain) is an optimistic-concurrency conflict worth
+ * retrying the whole transaction for.
+ */
 function isOccError(err) {
-  if (err === null || typeof err !== 'object') return false
-  const code = err.code
-  if (code === '40001' || code === 'OC000' || code === 'OC001') return true
-  return typeof err.message === 'string' && OCC_IN_MESSAGE.test(err.message)
+  return findCause(err, isOcc) !== null
+}
+
+/** DSQL's `XX000` "server unavailable": documented as retryable without reconnecting. */
+function isUnavailableError(err) {
+  return findCause(err, (e) => e.code === 'XX000') !== null
 }
 
 const { debug } = require('./debug')
@@ -39,13 +58,13 @@ async function runTransaction(client, fn, options = {}) {
       return result
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {})
-      if (!isOccError(err)) throw err
+      if (!isOccError(err) && !isUnavailableError(err)) throw err
       if (attempt > o.retries) {
         err.attempts = attempt
         throw err
       }
       const delay = delayFor(attempt, o)
-      debug('tx-retry', { code: err.code, attempt, inMs: delay })
+      debug('tx-retry', { code: (findCause(err, isOcc) ?? findCause(err, (e) => e.code === 'XX000'))?.code, attempt, inMs: delay })
       if (typeof o.onRetry === 'function') o.onRetry(err, attempt, delay)
       await new Promise((resolve) => setTimeout(resolve, delay))
     }
@@ -63,4 +82,4 @@ function checkTransactionOptions(o) {
   if (o.onRetry !== undefined && typeof o.onRetry !== 'function') throw invalidArgument('onRetry must be a function')
 }
 
-module.exports = { isOccError, runTransaction, checkTransactionOptions }
+module.exports = { isOccError, isUnavailableError, findCause, runTransaction, checkTransactionOptions }

@@ -89,6 +89,10 @@ pub enum Error {
     /// The connection dropped while it was in use. `sent` is false when the query never left
     /// (the connection was already gone): then it is safe to run it elsewhere.
     ConnectionLost { detail: String, sent: bool },
+    /// A query failed because its session ended (a FATAL from the server, or the connection
+    /// closing). `may_have_run` is false only when the statement certainly did not run: it was
+    /// written with nothing else outstanding and its very first reply was the end.
+    SessionEnded { cause: Box<Error>, may_have_run: bool },
     /// The client was ended with `end()`.
     Closed,
     /// A query was issued before `connect()` finished.
@@ -140,6 +144,7 @@ impl Error {
             Error::PasswordMissing => "PASSWORD_MISSING".into(),
             Error::Server(e) => e.code.clone(),
             Error::ConnectionLost { .. } => "CONNECTION_LOST".into(),
+            Error::SessionEnded { cause, .. } => cause.code(),
             Error::Closed => "CLIENT_CLOSED".into(),
             Error::NotConnected => "NOT_CONNECTED".into(),
             Error::AlreadyConnected => "ALREADY_CONNECTED".into(),
@@ -174,6 +179,24 @@ impl Error {
     pub fn server(&self) -> Option<&ServerError> {
         match self {
             Error::Server(e) | Error::SniRefused { server: e, .. } => Some(e),
+            Error::SessionEnded { cause, .. } => cause.server(),
+            _ => None,
+        }
+    }
+
+    /// The error itself, without the [`Error::SessionEnded`] wrapper.
+    pub fn inner(&self) -> &Error {
+        match self {
+            Error::SessionEnded { cause, .. } => cause.inner(),
+            e => e,
+        }
+    }
+
+    /// For a query that failed as its session ended: whether the statement may have run.
+    pub fn may_have_run(&self) -> Option<bool> {
+        match self {
+            Error::SessionEnded { may_have_run, .. } => Some(*may_have_run),
+            Error::ConnectionLost { sent: false, .. } => Some(false),
             _ => None,
         }
     }
@@ -182,6 +205,7 @@ impl Error {
     pub fn io(&self) -> Option<&io::Error> {
         match self {
             Error::Connect { source, .. } | Error::Resolve { source, .. } => Some(source),
+            Error::SessionEnded { cause, .. } => cause.io(),
             _ => None,
         }
     }
@@ -255,6 +279,7 @@ impl fmt::Display for Error {
                  a DSQL auth token (aws dsql generate-db-connect-auth-token)",
             ),
             Error::Server(e) => f.write_str(&e.message),
+            Error::SessionEnded { cause, .. } => cause.fmt(f),
             Error::ConnectionLost { detail, .. } => write!(
                 f,
                 "the connection was lost ({detail}). The tunnel may have closed, or DSQL ended the \
@@ -383,5 +408,18 @@ mod tests {
         assert_eq!(e.code(), "42601");
         assert!(e.server().is_some());
         assert_eq!(Error::Closed.code(), "CLIENT_CLOSED");
+    }
+
+    #[test]
+    fn a_session_end_keeps_the_code_and_fields_of_its_cause() {
+        let fatal =
+            ServerError { code: "57P01".into(), severity: "FATAL".into(), message: "bye".into(), ..Default::default() };
+        let e = Error::SessionEnded { cause: Box::new(Error::Server(Box::new(fatal))), may_have_run: false };
+        assert_eq!(e.code(), "57P01");
+        assert_eq!(e.to_string(), "bye");
+        assert_eq!(e.server().map(|s| s.severity.as_str()), Some("FATAL"));
+        assert_eq!(e.may_have_run(), Some(false));
+        let lost = Error::ConnectionLost { detail: "eof".into(), sent: true };
+        assert_eq!(lost.may_have_run(), None);
     }
 }

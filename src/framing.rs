@@ -13,6 +13,7 @@ use crate::error::Error;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -76,9 +77,20 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// Where a connection's framing check records why it gave up, shared with its queries.
+/// Where a connection's framing check records why it gave up, shared with its queries; and how
+/// many requests it wrote and how many ReadyForQuery messages it read, so a query can tell
+/// whether the server had answered everything before it.
 #[derive(Debug, Clone, Default)]
-pub struct Desync(Arc<OnceLock<Violation>>, crate::tunnel::Lost);
+pub struct Desync(Arc<Shared>, crate::tunnel::Lost);
+
+#[derive(Debug, Default)]
+struct Shared {
+    violation: OnceLock<Violation>,
+    /// ReadyForQuery messages read (the first ends start-up).
+    ready: AtomicU64,
+    /// Requests written: Sync and Query messages, each answered by one ReadyForQuery.
+    requests: AtomicU64,
+}
 
 impl Desync {
     /// Also reports connection losses as `TUNNEL_LOST` once `lost` records that the tunnel died.
@@ -87,7 +99,15 @@ impl Desync {
     }
 
     pub fn violation(&self) -> Option<&Violation> {
-        self.0.get()
+        self.0.violation.get()
+    }
+
+    /// Whether the server has answered every request written so far: it sent one ReadyForQuery
+    /// per Sync or Query, plus the one that ended start-up. False while anything is in flight,
+    /// including requests the client library makes on its own (closing statements).
+    pub fn settled(&self) -> bool {
+        let ready = self.0.ready.load(Ordering::Acquire);
+        ready > 0 && ready == self.0.requests.load(Ordering::Acquire) + 1
     }
 
     /// `PROTOCOL_ERROR` in place of the "connection lost" a query sees when the reader gave up on
@@ -123,13 +143,14 @@ enum Position {
     Failed(Violation),
 }
 
-/// Frame-by-frame state, separate from the stream so it can be tested on plain byte slices.
+/// Frame-by-frame state, separate from the stream so it can be tested on plain byte slices; the
+/// count of ReadyForQuery messages seen.
 #[derive(Debug, Clone, Copy)]
-pub struct Framing(Position, Option<(i32, i32)>);
+pub struct Framing(Position, u64, Option<(i32, i32)>);
 
 impl Default for Framing {
     fn default() -> Self {
-        Framing(Position::Header { got: 0, bytes: [0; 5] }, None)
+        Framing(Position::Header { got: 0, bytes: [0; 5] }, 0, None)
     }
 }
 
@@ -155,7 +176,7 @@ impl Framing {
                     if *got == 8 {
                         let pid = i32::from_be_bytes([key[0], key[1], key[2], key[3]]);
                         let secret = i32::from_be_bytes([key[4], key[5], key[6], key[7]]);
-                        self.1 = Some((pid, secret));
+                        self.2 = Some((pid, secret));
                         self.0 = Position::Header { got: 0, bytes: [0; 5] };
                     }
                 }
@@ -175,6 +196,9 @@ impl Framing {
                     if !(4..=max).contains(&length) {
                         return self.fail(Violation { type_byte, length: Some(length) });
                     }
+                    if type_byte == b'Z' {
+                        self.1 += 1;
+                    }
                     self.0 = if length == 4 {
                         Position::Header { got: 0, bytes: [0; 5] }
                     } else if type_byte == b'K' && length == 12 {
@@ -191,7 +215,7 @@ impl Framing {
 
     /// BackendKeyData's process id and secret key, once they have gone by.
     pub fn backend_key(&self) -> Option<(i32, i32)> {
-        self.1
+        self.2
     }
 
     fn fail(&mut self, v: Violation) -> Result<(), Violation> {
@@ -200,10 +224,60 @@ impl Framing {
     }
 }
 
-/// The server's side of a stream, its framing checked; writes pass through.
+/// The client's side of a stream, walked frame by frame to count requests: the first message is
+/// the untyped StartupMessage, every later one has a type byte.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outgoing {
+    started: bool,
+    got: usize,
+    header: [u8; 5],
+    left: u32,
+    requests: u64,
+}
+
+impl Outgoing {
+    pub fn follow(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.left > 0 {
+                let n = (self.left as usize).min(bytes.len() - i);
+                i += n;
+                self.left -= n as u32;
+                continue;
+            }
+            let need = if self.started { 5 } else { 4 };
+            let take = (need - self.got).min(bytes.len() - i);
+            self.header[self.got..self.got + take].copy_from_slice(&bytes[i..i + take]);
+            self.got += take;
+            i += take;
+            if self.got < need {
+                continue;
+            }
+            let h = self.header;
+            let length = if self.started {
+                if matches!(h[0], b'S' | b'Q') {
+                    self.requests += 1;
+                }
+                u32::from_be_bytes([h[1], h[2], h[3], h[4]])
+            } else {
+                u32::from_be_bytes([h[0], h[1], h[2], h[3]])
+            };
+            self.left = length.saturating_sub(4);
+            self.got = 0;
+            self.started = true;
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+}
+
+/// The server's side of a stream, its framing checked; writes pass through, counted.
 pub struct Checked<S> {
     inner: S,
     framing: Framing,
+    outgoing: Outgoing,
     desync: Desync,
     key: BackendKey,
 }
@@ -232,28 +306,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
                 if let Some(k) = this.framing.backend_key() {
                     let _ = this.key.0.set(k);
                 }
+                this.desync.0.ready.store(this.framing.1, Ordering::Release);
                 Poll::Ready(Ok(()))
             }
             Err(v) => {
                 // None of this read reaches the decoder, which would otherwise wait for the length.
                 buf.set_filled(start);
-                let _ = this.desync.0.set(v);
+                let _ = this.desync.0.violation.set(v);
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, v)))
             }
         }
     }
 }
 
+impl<S> Checked<S> {
+    fn wrote<'a>(&mut self, bufs: impl IntoIterator<Item = &'a [u8]>, mut n: usize) {
+        for b in bufs {
+            let take = n.min(b.len());
+            self.outgoing.follow(&b[..take]);
+            n -= take;
+            if n == 0 {
+                break;
+            }
+        }
+        self.desync.0.requests.store(self.outgoing.requests(), Ordering::Release);
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.wrote([buf], n);
+        Poll::Ready(Ok(n))
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.wrote(bufs.iter().map(|b| &**b), n);
+        Poll::Ready(Ok(n))
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -292,7 +387,7 @@ where
         let (handshake, desync, key) = (self.tls.connect(stream), self.desync, self.key);
         Box::pin(async move {
             let inner = handshake.await?;
-            Ok(Checked { inner, framing: Framing::default(), desync, key })
+            Ok(Checked { inner, framing: Framing::default(), outgoing: Outgoing::default(), desync, key })
         })
     }
 }
@@ -371,11 +466,41 @@ mod tests {
     }
 
     #[test]
+    fn requests_written_and_ready_for_query_read_are_counted_in_any_split() {
+        let mut out = Vec::new();
+        out.extend_from_slice(&12u32.to_be_bytes());
+        out.extend_from_slice(&[0, 3, 0, 0, b'u', 0, b'x', 0]);
+        out.extend(message(b'p', b"secret\x00"));
+        out.extend(message(b'P', b"\x00select 1\x00\x00\x00"));
+        out.extend(message(b'S', b""));
+        out.extend(message(b'Q', b"select 2\x00"));
+        out.extend(message(b'B', &[0; 300]));
+        for chunk in [1, 2, 3, 5, 7, out.len()] {
+            let mut o = Outgoing::default();
+            for piece in out.chunks(chunk) {
+                o.follow(piece);
+            }
+            assert_eq!(o.requests(), 2, "split {chunk}");
+        }
+        let mut f = Framing::default();
+        f.follow(&[message(b'Z', b"I"), message(b'C', b"SELECT 1\x00"), message(b'Z', b"I")].concat()).unwrap();
+        assert_eq!(f.1, 2);
+        let d = Desync::default();
+        assert!(!d.settled(), "start-up has not ended");
+        d.0.ready.store(1, Ordering::Release);
+        assert!(d.settled());
+        d.0.requests.store(1, Ordering::Release);
+        assert!(!d.settled(), "a request is in flight");
+        d.0.ready.store(2, Ordering::Release);
+        assert!(d.settled());
+    }
+
+    #[test]
     fn explain_turns_connection_lost_into_protocol_error_only_after_a_violation() {
         let d = Desync::default();
         let lost = || Error::ConnectionLost { detail: "connection closed".into(), sent: true };
         assert_eq!(d.explain(lost()).code(), "CONNECTION_LOST");
-        d.0.set(Violation { type_byte: b'H', length: Some(1) }).unwrap();
+        d.0.violation.set(Violation { type_byte: b'H', length: Some(1) }).unwrap();
         assert_eq!(d.explain(lost()).code(), "PROTOCOL_ERROR");
         assert_eq!(d.explain(Error::Closed).code(), "CLIENT_CLOSED");
     }

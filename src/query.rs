@@ -10,7 +10,7 @@ use crate::value::{self, ColumnBuilder, ColumnChunk, DecodeOptions, Decoder, Kin
 use bytes::BytesMut;
 use futures_util::{pin_mut, StreamExt};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres::{Client, Column, RowStream, SimpleQueryMessage, Statement};
@@ -186,6 +186,42 @@ pub struct Conn {
     pub tls: Arc<rustls::ClientConfig>,
     /// Why the connection's reader gave up on the server's bytes, if it did.
     pub desync: Desync,
+    /// Queries and streams written and not yet finished.
+    outstanding: AtomicUsize,
+    /// Set when the server ended the session with a FATAL that reached no query (it was idle).
+    pub ended_by_fatal: Arc<AtomicBool>,
+}
+
+/// A query or stream in flight on a connection; finished when dropped.
+pub struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The SQLSTATEs a server (or DSQL's front door) ends a session with, unasked: shutdowns,
+/// `cannot_connect_now`, idle-session timeout and connection exceptions.
+pub fn is_shutdown(e: &crate::error::ServerError) -> bool {
+    matches!(e.severity.as_str(), "FATAL" | "PANIC")
+        && (matches!(e.code.as_str(), "57P01" | "57P02" | "57P03" | "57P05") || e.code.starts_with("08"))
+}
+
+/// A query's error, marked when it is the end of the session. `unanswered`: the query got no
+/// reply at all before it; `alone`: nothing else was outstanding when it was written. Only then
+/// did the statement certainly not run: the server (or the front door, which may relay bytes
+/// pipelined behind others before it cuts) was already ending the session when it arrived.
+fn ended(e: Error, conn: &Conn, unanswered: bool, alone: bool) -> Error {
+    let e = conn.desync.explain(e);
+    let not_run = match &e {
+        Error::Server(s) if s.severity == "FATAL" || s.severity == "PANIC" => unanswered && alone && is_shutdown(s),
+        Error::ConnectionLost { sent: false, .. } => true,
+        // The connection closed before any reply, right after an unasked FATAL.
+        Error::ConnectionLost { .. } => unanswered && alone && conn.ended_by_fatal.load(Ordering::Acquire),
+        _ => return e,
+    };
+    Error::SessionEnded { cause: Box::new(e), may_have_run: !not_run }
 }
 
 impl Conn {
@@ -203,7 +239,22 @@ impl Conn {
             config,
             tls,
             desync: Desync::default(),
+            outstanding: AtomicUsize::new(0),
+            ended_by_fatal: Default::default(),
         }
+    }
+
+    /// Counts a query in flight until the guard drops; true when nothing else was outstanding:
+    /// no query of ours, and the server had answered every request written (a ReadyForQuery can
+    /// trail a result that is complete, and the client library closes statements on its own).
+    pub fn begin(self: &Arc<Self>) -> (InFlight, bool) {
+        let before = self.outstanding.fetch_add(1, Ordering::AcqRel);
+        (InFlight(self.clone()), before == 0 && self.desync.settled())
+    }
+
+    /// Shares the flag the connection's events set when an unasked FATAL ended the session.
+    pub fn ending(self, ended_by_fatal: Arc<AtomicBool>) -> Conn {
+        Conn { ended_by_fatal, ..self }
     }
 
     /// Sets the types whose columns are read as text; statements prepared for another set are
@@ -244,6 +295,17 @@ fn query_error(e: tokio_postgres::Error) -> Error {
     Error::Protocol { detail: text }
 }
 
+/// A session end after the query got a reply: it may have run.
+fn answered(e: Error) -> Error {
+    match e {
+        Error::Server(s) if s.severity == "FATAL" || s.severity == "PANIC" => {
+            Error::SessionEnded { cause: Box::new(Error::Server(s)), may_have_run: true }
+        }
+        e @ Error::ConnectionLost { sent: true, .. } => Error::SessionEnded { cause: Box::new(e), may_have_run: true },
+        e => e,
+    }
+}
+
 fn fields(columns: &[Column]) -> Vec<Field> {
     columns
         .iter()
@@ -282,13 +344,24 @@ pub fn check_sendable(sql: &str, params: &[Option<String>]) -> Result<(), Error>
 
 /// Runs `sql` with text parameters. Text with several statements and no parameters runs
 /// through the simple protocol, as node-postgres runs it, and yields one result per statement.
-pub async fn run(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+/// `alone`: nothing else was outstanding on the connection when it was written.
+pub async fn run(
+    conn: Arc<Conn>,
+    sql: String,
+    params: Vec<Option<String>>,
+    alone: bool,
+) -> Result<Vec<ResultSet>, Error> {
     check_sendable(&sql, &params)?;
     let desync = conn.desync.clone();
-    run_sendable(conn, sql, params).await.map_err(|e| desync.explain(e))
+    run_sendable(conn, sql, params, alone).await.map_err(|e| desync.explain(e))
 }
 
-async fn run_sendable(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>) -> Result<Vec<ResultSet>, Error> {
+async fn run_sendable(
+    conn: Arc<Conn>,
+    sql: String,
+    params: Vec<Option<String>>,
+    alone: bool,
+) -> Result<Vec<ResultSet>, Error> {
     if conn.client.is_closed() {
         return Err(Error::ConnectionLost {
             detail: "the connection had already closed; the query was not sent".into(),
@@ -299,15 +372,15 @@ async fn run_sendable(conn: Arc<Conn>, sql: String, params: Vec<Option<String>>)
     if cached.is_none() {
         let scanned = scan(&sql);
         if params.is_empty() && scanned.statements.len() > 1 {
-            return run_simple(&conn, &sql, &scanned.statements).await;
+            return run_simple(&conn, &sql, &scanned.statements, alone).await;
         }
     }
-    let (rows, prepared) = start(&conn, &sql, &params, cached).await?;
+    let (rows, prepared) = start(&conn, &sql, &params, cached, alone).await?;
     let mut builder = ChunkBuilder::new(&prepared.decoders);
     let mut result = ResultSet { fields: prepared.fields.clone(), ..Default::default() };
     pin_mut!(rows);
     while let Some(row) = rows.next().await {
-        if let Some(chunk) = builder.push(&row.map_err(query_error)?)? {
+        if let Some(chunk) = builder.push(&row.map_err(|e| ended(query_error(e), &conn, false, alone))?)? {
             result.chunks.push(chunk);
         }
     }
@@ -347,14 +420,16 @@ pub struct FirstRows {
 
 /// Runs one statement up to its first batch of `rows_per_batch` rows. A small result is complete
 /// in that batch: one task and one message, the common case.
+/// `alone`: nothing else was outstanding on the connection when it was written.
 pub async fn first_rows(
     conn: &Conn,
     sql: String,
     params: Vec<Option<String>>,
     rows_per_batch: usize,
+    alone: bool,
 ) -> Result<FirstRows, Error> {
     check_sendable(&sql, &params)?;
-    first_rows_sendable(conn, sql, params, rows_per_batch).await.map_err(|e| conn.desync.explain(e))
+    first_rows_sendable(conn, sql, params, rows_per_batch, alone).await.map_err(|e| conn.desync.explain(e))
 }
 
 async fn first_rows_sendable(
@@ -362,9 +437,10 @@ async fn first_rows_sendable(
     sql: String,
     params: Vec<Option<String>>,
     rows_per_batch: usize,
+    alone: bool,
 ) -> Result<FirstRows, Error> {
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
-    let (rows, prepared) = start(conn, &sql, &params, cached).await?;
+    let (rows, prepared) = start(conn, &sql, &params, cached, alone).await?;
     let builder = ChunkBuilder::new(&prepared.decoders).with_limit(rows_per_batch.max(1));
     let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone(), desync: conn.desync.clone() };
     Ok(match rest.next_batch().await? {
@@ -380,7 +456,7 @@ pub async fn first_batch(
     params: Vec<Option<String>>,
     rows_per_batch: usize,
 ) -> Result<(Batch, Option<Rest>), Error> {
-    let first = first_rows(conn, sql, params, rows_per_batch).await?;
+    let first = first_rows(conn, sql, params, rows_per_batch, false).await?;
     let fields = Some(first.prepared.fields.clone());
     let done = first.rest.is_none().then(|| (first.prepared.command.clone(), first.row_count));
     Ok((Batch { fields, chunk: first.chunk, done }, first.rest))
@@ -392,7 +468,7 @@ impl Rest {
     /// The next full chunk (and `None`), or the last one (possibly empty) with how it ended.
     async fn next_batch(&mut self) -> Result<(Option<Chunk>, Done), Error> {
         while let Some(row) = self.rows.next().await {
-            let row = row.map_err(|e| self.desync.explain(query_error(e)))?;
+            let row = row.map_err(|e| answered(self.desync.explain(query_error(e))))?;
             if let Some(chunk) = self.builder.push(&row)? {
                 return Ok((Some(chunk), None));
             }
@@ -462,6 +538,7 @@ async fn start(
     sql: &str,
     params: &[Option<String>],
     cached: Option<Arc<Prepared>>,
+    alone: bool,
 ) -> Result<(RowStream, Arc<Prepared>), Error> {
     if let Some(stmt) = cached {
         let expected = stmt.statement.params().len();
@@ -472,12 +549,13 @@ async fn start(
         // Boxed, here and below: tokio-postgres's futures are large, and a query's future is
         // moved as a whole (its largest state) when it is handed to the driver.
         let sent = Box::pin(conn.client.query_raw(&stmt.statement, values.iter().map(|v| v as &dyn ToSql))).await;
+        // An error here is the first reply (BindComplete would have come before any other).
         match sent.map_err(query_error) {
             // The table under a cached statement changed shape: prepare again, once.
             Err(Error::Server(e)) if e.code == "0A000" && e.message.contains("cached plan") => {
                 conn.statements.lock().expect("statement cache").remove(sql);
             }
-            other => return other.map(|rows| (rows, stmt)),
+            other => return other.map(|rows| (rows, stmt)).map_err(|e| ended(e, conn, true, alone)),
         }
     }
     // Checked here because a prepare with too many parameter types fails with a vaguer 42P18.
@@ -493,8 +571,12 @@ async fn start(
         futures_util::join!(conn.client.prepare_typed(sql, &types), conn.client.query_typed_raw(sql, typed))
     })
     .await;
-    let stmt = Arc::new(Prepared::new(prepared.map_err(query_error)?, sql, conn.decode, &conn.text_oids()));
-    let rows = executed.map_err(query_error)?;
+    // The prepare's error is the query's first reply only if the execution, written right behind
+    // it, got none either (a FATAL during the prepare's type lookups comes after the execution).
+    let unanswered = executed.is_err();
+    let prepared = prepared.map_err(|e| ended(query_error(e), conn, unanswered, alone))?;
+    let stmt = Arc::new(Prepared::new(prepared, sql, conn.decode, &conn.text_oids()));
+    let rows = executed.map_err(|e| ended(query_error(e), conn, false, alone))?;
     conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
     Ok((rows, stmt))
 }
@@ -553,14 +635,17 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawValue<'a> {
 /// Values of a simple-protocol result, column by column.
 type TextColumns = Vec<Vec<Option<String>>>;
 
-async fn run_simple(conn: &Conn, sql: &str, statements: &[&str]) -> Result<Vec<ResultSet>, Error> {
-    let stream = conn.client.simple_query_raw(sql).await.map_err(query_error)?;
+async fn run_simple(conn: &Conn, sql: &str, statements: &[&str], alone: bool) -> Result<Vec<ResultSet>, Error> {
+    let stream = conn.client.simple_query_raw(sql).await.map_err(|e| ended(query_error(e), conn, true, alone))?;
     pin_mut!(stream);
+    let mut unanswered = true;
     // The simple protocol reports no column types: keep the text, type it once all has run.
     let mut results: Vec<(ResultSet, TextColumns)> = Vec::new();
     let mut current: Option<(Vec<String>, TextColumns)> = None;
     while let Some(msg) = stream.next().await {
-        match msg.map_err(query_error)? {
+        let msg = msg.map_err(|e| ended(query_error(e), conn, unanswered, alone))?;
+        unanswered = false;
+        match msg {
             SimpleQueryMessage::RowDescription(cols) => {
                 current = Some((cols.iter().map(|c| c.name().to_string()).collect(), vec![Vec::new(); cols.len()]));
             }

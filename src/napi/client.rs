@@ -198,14 +198,21 @@ impl NativeClient {
         let state = self.state.clone();
         let inputs = Inputs { options, connection_string, env: environment };
         let inbox = Arc::downgrade(&self.inbox);
+        let ended_by_fatal = Arc::new(AtomicBool::new(false));
+        let fatal_flag = ended_by_fatal.clone();
         let events: connect::Events = Box::new(move |e| {
+            if let connect::Event::Closed(Some(Error::Server(s))) = &e {
+                if query::is_shutdown(s) {
+                    fatal_flag.store(true, Ordering::Release);
+                }
+            }
             if let Some(inbox) = inbox.upgrade() {
                 inbox.event(e);
             }
         });
         let work = async move {
             let decode = DecodeOptions { int8_as_bigint: int8 == "bigint", int8_as_number: int8 == "number" };
-            let result = open(&inputs, credentials.map(Credentials::from), decode, events).await;
+            let result = open(&inputs, credentials.map(Credentials::from), decode, events, ended_by_fatal).await;
             let mut st = state.lock().expect("client state");
             match result {
                 Ok((open, info)) => {
@@ -240,15 +247,27 @@ impl NativeClient {
         let multi = query::is_multi_statement(&conn, &sql, &params);
         let (rests, rest_id) = (self.rests.clone(), self.next_rest.fetch_add(1, Ordering::Relaxed));
         let (inbox, task_conn) = (self.inbox.clone(), conn.clone());
+        // Counted from here, on the JavaScript thread, so the next call sees this one outstanding.
+        let (in_flight, alone) = conn.begin();
         let run = async move {
             if multi || conn.client.is_closed() {
-                return query::run(conn, sql, params).await.map(Outcome::Many);
+                let _in_flight = in_flight;
+                return query::run(conn, sql, params, alone).await.map(Outcome::Many);
             }
-            let first = query::first_rows(&conn, sql, params, rows_per_batch as usize).await?;
+            let first = query::first_rows(&conn, sql, params, rows_per_batch as usize, alone).await;
+            let first = match first {
+                Ok(first) => first,
+                Err(e) => {
+                    drop(in_flight);
+                    return Err(e);
+                }
+            };
             let more = first.rest.map(|rest| {
                 let (tx, rx) = mpsc::channel(1);
                 rests.lock().expect("rests").insert(rest_id, Arc::new(tokio::sync::Mutex::new(rx)));
                 let task = super::unpanicked(async move {
+                    // The rest of the result still occupies the connection.
+                    let _in_flight = in_flight;
                     tokio::select! {
                         biased;
                         _ = rest.send_all(tx) => {},
@@ -340,7 +359,9 @@ impl NativeClient {
         }
         let task_conn = conn.clone();
         let on_panic = tx.clone();
+        let (in_flight, _) = conn.begin();
         let work = async move {
+            let _in_flight = in_flight;
             let run = async move {
                 tokio::select! {
                     biased;
@@ -487,6 +508,7 @@ async fn open(
     credentials: Option<Credentials>,
     decode: DecodeOptions,
     events: connect::Events,
+    ended_by_fatal: Arc<AtomicBool>,
 ) -> std::result::Result<(Open, ConnectInfo), Error> {
     let config = config::resolve(inputs)?;
     let tls = tls::client_config(&config)?;
@@ -494,7 +516,9 @@ async fn open(
     let mut info = ConnectInfo::new(&config, &session.timings);
     info.parameters = session.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
     info.process_id = session.process_id;
-    let conn = Arc::new(Conn::new(session.client, Arc::new(config), tls, decode).watching(session.desync));
+    let conn = Arc::new(
+        Conn::new(session.client, Arc::new(config), tls, decode).watching(session.desync).ending(ended_by_fatal),
+    );
     let (closed, _) = watch::channel(false);
     Ok((Open { conn, driver: session.driver, task: session.task, closed }, info))
 }

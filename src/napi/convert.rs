@@ -37,6 +37,9 @@ pub struct NativeError {
     pub sqlstate: Option<String>,
     /// For `CONNECTION_LOST`: whether the query had been sent (false: safe to run elsewhere).
     pub sent: Option<bool>,
+    /// For a query that failed because its session ended: whether the statement may have run
+    /// (false only when it certainly did not).
+    pub may_have_run: Option<bool>,
     pub errno: Option<i32>,
     pub syscall: Option<String>,
     pub address: Option<String>,
@@ -44,7 +47,8 @@ pub struct NativeError {
 }
 
 impl From<&Error> for NativeError {
-    fn from(e: &Error) -> NativeError {
+    fn from(outer: &Error) -> NativeError {
+        let e = outer.inner();
         let server = e.server();
         let s = |f: fn(&crate::error::ServerError) -> Option<String>| server.and_then(f);
         let (errno, syscall, address, port) = match (e, e.io()) {
@@ -88,6 +92,7 @@ impl From<&Error> for NativeError {
                 Error::ConnectionLost { sent, .. } => Some(*sent),
                 _ => None,
             },
+            may_have_run: outer.may_have_run(),
             errno,
             syscall,
             address,
