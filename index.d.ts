@@ -214,8 +214,9 @@ export interface SshTunnelConfig {
     user?: string
     /** A private key file (OpenSSH or PEM). Default: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`. */
     identityFile?: string
-    /** Opens an encrypted identity file. Never logged. */
-    passphrase?: string
+    /** Opens an encrypted identity file: a string, or a (sync/async) function asked for each new
+     * connection. Never logged. */
+    passphrase?: string | (() => string | Promise<string>)
     /** Default `~/.ssh/known_hosts` (hashed entries and `[host]:port` forms are read). */
     knownHostsFile?: string
     /** `true` (default: `SSH_AUTH_SOCK` when set), `false`, or the agent's socket path. */

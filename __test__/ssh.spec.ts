@@ -315,6 +315,13 @@ describe('ssh tunnel', () => {
     const e = await rejectsWith(new Client(viaSsh(s, { identityFile: passKey })).connect(), 'SSH_AUTH_FAILED')
     assert.match(e.message, /passphrase/)
     await rejectsWith(new Client(viaSsh(s, { identityFile: passKey, passphrase: 'wrong' })).connect(), 'SSH_AUTH_FAILED')
+    // The passphrase may be a function (asked for each new connection), as a password may.
+    let asked = 0
+    const viaFunction = new Client(viaSsh(s, { identityFile: passKey, passphrase: async () => (asked++, PASSPHRASE) }))
+    await viaFunction.connect()
+    assert.deepEqual((await viaFunction.query('select 1 as one')).rows, [{ one: 1 }])
+    await viaFunction.end()
+    assert.equal(asked, 1)
     const c = new Client(viaSsh(s, { identityFile: passKey, passphrase: PASSPHRASE }))
     await c.connect()
     try {

@@ -265,8 +265,15 @@ class Client extends EventEmitter {
   }
 
   async #open() {
-    const config = this.#config
+    let config = this.#config
     if (typeof config !== 'object') throw invalidConfig('config', 'the client options must be an object or a connection string')
+    const ssh = config.tunnel !== null && typeof config.tunnel === 'object' ? config.tunnel.ssh : undefined
+    if (ssh && typeof ssh.passphrase === 'function') {
+      // Asked for every new connection, like a password function; the session is shared.
+      const passphrase = await ssh.passphrase()
+      if (typeof passphrase !== 'string') throw invalidConfig('tunnel', 'the tunnel passphrase function must return (or resolve to) a string')
+      config = { ...config, tunnel: { ...config.tunnel, ssh: { ...ssh, passphrase } } }
+    }
     const options = optionStrings(config)
     if (config.connectionString !== undefined && typeof config.connectionString !== 'string') {
       throw invalidConfig('connectionString', 'option connectionString must be a string')
