@@ -119,10 +119,17 @@ describe('pg config through the tunnel', () => {
     await withEnv(awsEnv(s), async () => {
       const verified = new Client(pgConfig(s, { port: wrong.port }))
       await rejectsWith(verified.connect(), 'TLS_NAME_MISMATCH')
+      // Turning verification off is the point here: pg's way of asking for it must map to require.
+      const warnings: Array<Error & { code?: string }> = []
+      const onWarning = (w: Error) => warnings.push(w)
+      process.on('warning', onWarning)
       const lax = new Client(pgConfig(s, { port: wrong.port, ssl: { servername: s.host, rejectUnauthorized: false } }))
       await lax.connect()
       assert.equal(lax.connection.verification, 'none')
       await lax.end()
+      await new Promise((r) => setImmediate(r))
+      process.off('warning', onWarning)
+      assert.deepEqual(warnings.map((w) => w.code), ['DSQL_TUNNEL_SSLMODE_REQUIRE'])
       const off = new Client(pgConfig(s, { ssl: false, host: s.host, hostaddr: s.tunnelAddr, sslrootcert: s.caFile }))
       await off.connect()
       assert.equal(off.connection.verification, 'full')
