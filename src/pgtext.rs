@@ -14,7 +14,7 @@
 //! digits; plus `NaN`, `Infinity`, `-Infinity`, `0` and `-0`.
 
 use crate::error::Error;
-use crate::value::{self, Decoder};
+use crate::value::{self, civil_from_days, Decoder};
 use std::fmt::Write;
 use tokio_postgres::types::{Field, Kind, Type};
 
@@ -670,19 +670,6 @@ fn write_zone(out: &mut String, west: i64) {
         out.push(':');
         push_padded(out, s, 2);
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (year 0 is 1 BC).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Microseconds since 2000-01-01 (UTC for timestamptz) → `YYYY-MM-DD HH:MM:SS[.f][±zone][ BC]`.
