@@ -9,6 +9,8 @@ need() { command -v "$1" >/dev/null 2>&1; }
 
 # Tests run AWS's credential chain: never let it reach for instance metadata off this machine.
 export AWS_EC2_METADATA_DISABLED=true
+# Package installs below must never wait for an answer (CI has no stdin).
+export DEBIAN_FRONTEND=noninteractive
 
 step "tools"
 need cargo || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
