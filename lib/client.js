@@ -570,7 +570,7 @@ class Client extends EventEmitter {
     if (reply.results) return this.#many(reply.results, arrayMode, typesObject)
     const { shape } = reply
     const fields = shape.fields
-    const parsers = parsersFor(fields, shape.kinds, typesObject)
+    const parsers = this.#parsersOf(shape, typesObject)
     const result = newResult(shape.command, fields, arrayMode, typesObject)
     appendShapeRows(shape, reply.columns, reply.n, arrayMode, result.rows, parsers)
     if (!reply.more) return finishResult(result, reply.rowCount)
@@ -583,6 +583,19 @@ class Client extends EventEmitter {
       }
     }
     return more()
+  }
+
+  // Which columns need a parser call: asked of the types once per statement and parser change
+  // for the client's own types, every time for a query's own `types` object.
+  #parsersOf(shape, typesObject) {
+    if (typesObject !== this._types) return parsersFor(shape.fields, shape.kinds, typesObject)
+    const version = currentVersion()
+    if (shape.parsersVersion !== version || shape.parsersOf !== typesObject) {
+      shape.parsers = parsersFor(shape.fields, shape.kinds, typesObject)
+      shape.parsersVersion = version
+      shape.parsersOf = typesObject
+    }
+    return shape.parsers
   }
 
   // Text with several statements: one result per statement, built a chunk at a time.

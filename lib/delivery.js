@@ -24,7 +24,11 @@ function expect(inbox, id) {
 }
 
 function shapeOf(s) {
-  return { fields: toFields(s.fields), kinds: s.kinds, elements: s.elements, command: s.command ?? null, builders: new Map() }
+  return {
+    fields: toFields(s.fields), kinds: s.kinds, elements: s.elements, command: s.command ?? null, builders: new Map(),
+    // Set by the client: which columns need a parser call, for which types and parser version.
+    parsers: null, parsersVersion: -1, parsersOf: null,
+  }
 }
 
 function columnView(d, kind, element, n, nullsAt, at) {
