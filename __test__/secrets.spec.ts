@@ -38,6 +38,7 @@ describe('TLS defaults', () => {
     const untrusted = await s.startGate({ cert: 'untrusted', tunnel: false })
     const wrongName = await s.startGate({ cert: 'wrong-name', tunnel: false })
     try {
+      // Each variant asks for weaker TLS on purpose: the point is that none of them gets it.
       const variants: Array<[string, ClientConfig & Record<string, unknown>, Record<string, string | undefined>]> = [
         ['defaults', {}, {}],
         ['ssl: false (pg)', { ssl: false }, {}],

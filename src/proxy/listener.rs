@@ -25,6 +25,19 @@ pub(super) struct Counters {
     pub idle: Notify,
 }
 
+impl Counters {
+    /// Resolves once no connection or session task is alive.
+    async fn all_ended(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A snapshot of the proxy's counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stats {
@@ -187,27 +200,11 @@ impl Proxy {
             let _ = std::fs::remove_file(p);
         }
         let stats = &self.shared.stats;
-        let idle = async {
-            loop {
-                let notified = stats.idle.notified();
-                if stats.live.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
+        let idle = stats.all_ended();
         let forced = if tokio::time::timeout(grace, idle).await.is_err() {
             let n = self.shared.max_clients - self.shared.sessions.available_permits();
             self.force.send_replace(true);
-            let idle = async {
-                loop {
-                    let notified = stats.idle.notified();
-                    if stats.live.load(Ordering::SeqCst) == 0 {
-                        return;
-                    }
-                    notified.await;
-                }
-            };
+            let idle = stats.all_ended();
             let _ = tokio::time::timeout(FORCE_WAIT, idle).await;
             n
         } else {
