@@ -66,11 +66,7 @@ const stack = useStack()
 interface Diff { group: string; name: string; aspect: string; pg: string; ours: string }
 const diffs: Diff[] = []
 /** Cases whose difference from pg is known and documented; matched against `group / name`. */
-const KNOWN_DIFFERENCES: RegExp[] = [
-  /^registered \(pg-types text parsers\) \/ regproc\[\] /,
-  /^unregistered \(server text\) \/ (tsvector|tsquery|regclass|regtype|tsvector\[\]) /,
-  /^custom parsers \/ per-query parsers for regclass, tsvector, record, regproc\[\]/,
-]
+const KNOWN_DIFFERENCES: RegExp[] = []
 /** Cases that pg itself did not run as written: the table is wrong, not the package. */
 const broken: string[] = []
 const notes: string[] = []
@@ -549,10 +545,9 @@ describe(`equivalence with pg ${PG_VERSION}, value by value`, () => {
     await fs.promises.writeFile(OUT_FILE, report.full)
     assert.deepEqual(broken, [], 'cases pg itself does not run as written')
     assert.ok(compared > 400, `comparisons made: ${compared}`)
-    // Known, documented differences (README, "Known differences from pg"): types whose text form
-    // needs the server's catalogs (reg*) or whose binary form is not decoded (tsvector, tsquery)
-    // arrive as the hex of their binary value. Everything else must be equal; and each known
-    // difference must still show, so a fix updates this list.
+    // Known, documented differences (README, "Known differences from pg") would be listed in
+    // KNOWN_DIFFERENCES; there are none. Everything must be equal; and each known difference must
+    // still show, so a fix updates that list.
     const known = CONTROL ? [] : KNOWN_DIFFERENCES
     const unexpected = diffs.filter((d) => !known.some((k) => k.test(`${d.group} / ${d.name}`)))
     if (unexpected.length > 0) assert.fail(`${report.short}\n(the same table, and every difference in full: ${path.relative(ROOT, OUT_FILE)})`)

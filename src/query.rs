@@ -101,8 +101,14 @@ static NEXT_PREPARED: AtomicU32 = AtomicU32::new(1);
 
 impl Prepared {
     fn new(statement: Statement, sql: &str, decode: DecodeOptions, text_oids: &HashSet<u32>) -> Prepared {
-        let decoders: Vec<Decoder> =
-            statement.columns().iter().map(|c| Decoder::for_column(c.type_(), decode, text_oids)).collect();
+        let decoders: Vec<Decoder> = statement
+            .columns()
+            .iter()
+            .map(|c| match Decoder::for_column(c.type_(), decode, text_oids) {
+                d if d.needs_server() => Decoder::ByServer,
+                d => d,
+            })
+            .collect();
         let kinds = decoders.iter().map(|d| (d.kind(), d.element_kind())).collect();
         Prepared {
             decoders,
@@ -387,6 +393,9 @@ async fn run_sendable(
     if builder.rows > 0 || result.chunks.is_empty() {
         result.chunks.push(builder.take());
     }
+    for chunk in &mut result.chunks {
+        render_by_server(&conn, &prepared, chunk).await?;
+    }
     result.command = prepared.command.clone();
     result.row_count = row_count(result.command.as_deref(), rows.rows_affected());
     Ok(vec![result])
@@ -444,9 +453,74 @@ async fn first_rows_sendable(
     let builder = ChunkBuilder::new(&prepared.decoders).with_limit(rows_per_batch.max(1));
     let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone(), desync: conn.desync.clone() };
     Ok(match rest.next_batch().await? {
-        (chunk, None) => FirstRows { prepared, chunk, row_count: None, rest: Some(rest) },
-        (chunk, Some((_, row_count))) => FirstRows { prepared, chunk, row_count, rest: None },
+        (mut chunk, None) => {
+            render_here(chunk.as_mut())?;
+            FirstRows { prepared, chunk, row_count: None, rest: Some(rest) }
+        }
+        (mut chunk, Some((_, row_count))) => {
+            if let Some(chunk) = chunk.as_mut() {
+                render_by_server(conn, &prepared, chunk).await?;
+            }
+            FirstRows { prepared, chunk, row_count, rest: None }
+        }
     })
+}
+
+/// Values per query when the server writes the text of a column's values.
+const SERVER_TEXT_BATCH: usize = 1000;
+
+/// A value sent back to the server exactly as it arrived (binary, of the column's type).
+#[derive(Debug)]
+struct RawParam<'a>(&'a [u8]);
+
+impl ToSql for RawParam<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0);
+        Ok(IsNull::No)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+/// Makes the unrendered columns of a complete result text, as pg would have received it: the
+/// server casts each value (sent back in binary) to text on the same connection, so catalog
+/// names come out as this session sees them. Rare types only (reg*, tsvector, tsquery,
+/// extensions'), one round trip per thousand values. A column the server cannot cast (an
+/// aborted transaction, an anonymous record) is shown as bytes are otherwise ([`render_here`]).
+async fn render_by_server(conn: &Conn, prepared: &Prepared, chunk: &mut Chunk) -> Result<(), Error> {
+    for (i, col) in chunk.columns.iter_mut().enumerate().filter(|(_, c)| c.unrendered) {
+        let ty = prepared.statement.columns()[i].type_().clone();
+        let values: Vec<&[u8]> = col.raw_values().flatten().collect();
+        let asked = values.chunks(SERVER_TEXT_BATCH).map(|batch| {
+            let sql = (1..=batch.len()).map(|n| format!("${n}::text")).collect::<Vec<_>>().join(", ");
+            let (ty, conn) = (ty.clone(), conn);
+            async move {
+                let params: Vec<RawParam<'_>> = batch.iter().map(|v| RawParam(v)).collect();
+                let typed = params.iter().map(|p| (p as &dyn ToSql, ty.clone()));
+                let rows = Box::pin(conn.client.query_typed_raw(&format!("SELECT {sql}"), typed)).await.ok()?;
+                let rows: Vec<tokio_postgres::Row> =
+                    rows.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>().ok()?;
+                let row = rows.first()?;
+                (0..batch.len()).map(|k| row.try_get::<_, Option<String>>(k).ok().flatten()).collect::<Option<Vec<_>>>()
+            }
+        });
+        let texts: Option<Vec<Vec<String>>> = futures_util::future::join_all(asked).await.into_iter().collect();
+        let values_len = values.len();
+        let texts = texts.map(|t| t.concat()).filter(|t| t.len() == values_len);
+        col.render(texts)?;
+    }
+    Ok(())
+}
+
+/// Makes the unrendered columns of a chunk text without asking the server (a result still being
+/// read holds the connection), as [`value::Decoder::Fallback`] shows such bytes.
+fn render_here(chunk: Option<&mut Chunk>) -> Result<(), Error> {
+    for col in chunk.into_iter().flat_map(|c| c.columns.iter_mut()) {
+        col.render(None)?;
+    }
+    Ok(())
 }
 
 /// [`first_rows`] as the first piece of a stream, fields included.
@@ -488,6 +562,7 @@ impl Rest {
                 Ok((chunk, done)) => Ok(Batch { fields: None, chunk, done }),
                 Err(e) => Err(e),
             };
+            let batch = batch.and_then(|mut b| render_here(b.chunk.as_mut()).map(|()| b));
             let last = !matches!(batch, Ok(Batch { done: None, .. }));
             if out.send(batch).await.is_err() || last {
                 return;

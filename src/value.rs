@@ -107,6 +107,10 @@ pub enum Decoder {
     TextAs(Kind),
     /// A type without a known binary form: text when the bytes are UTF-8, else `\x` hex.
     Fallback,
+    /// A column whose text only the server can write (see [`Decoder::needs_server`]): its values
+    /// are kept as they arrived and made text once the result is complete
+    /// ([`ColumnChunk::render`]), by the server when it can be asked, else as [`Decoder::Fallback`].
+    ByServer,
 }
 
 /// Array types whose text pg-types 2.x parses by default; pg hands any other array over as the
@@ -177,6 +181,17 @@ impl Decoder {
                 _ if crate::pgtext::has_server_text(ty) => Decoder::ServerText(Box::new(ty.clone())),
                 _ => Decoder::Fallback,
             },
+        }
+    }
+
+    /// Whether the text pg would hand over for this column can only come from the server: reg*
+    /// types print catalog names, and tsvector, tsquery, aclitem and extensions' types have no
+    /// binary form known here (also as elements of a registered array such as regproc[]).
+    pub fn needs_server(&self) -> bool {
+        match self {
+            Decoder::Fallback => true,
+            Decoder::Array(e) => e.needs_server(),
+            _ => false,
         }
     }
 
@@ -852,6 +867,41 @@ pub struct ColumnChunk {
     /// UTF-16 offsets into `text` (or byte offsets into `bytes`), one more than there are rows.
     pub offsets: Vec<u32>,
     pub bytes: Vec<u8>,
+    /// Values of a [`Decoder::ByServer`] column, still as they arrived: in `bytes`, with byte
+    /// offsets; [`ColumnChunk::render`] turns them into text before the chunk is handed over.
+    pub unrendered: bool,
+}
+
+impl ColumnChunk {
+    /// The values of an unrendered column as they arrived, row by row (`None` for NULL).
+    pub fn raw_values(&self) -> impl Iterator<Item = Option<&[u8]>> + '_ {
+        self.offsets.windows(2).enumerate().map(|(i, w)| {
+            let null = self.nulls.as_ref().is_some_and(|n| n[i] == 1);
+            (!null).then(|| &self.bytes[w[0] as usize..w[1] as usize])
+        })
+    }
+
+    /// Makes an unrendered column text: row by row from `texts` (the server's text of each value
+    /// that is not NULL, in order), or, without them, as [`Decoder::Fallback`] shows such bytes.
+    pub fn render(&mut self, texts: Option<Vec<String>>) -> Result<(), Error> {
+        if !self.unrendered {
+            return Ok(());
+        }
+        let mut texts = texts.map(Vec::into_iter);
+        let mut b = ColumnBuilder::new(if texts.is_some() { Decoder::Utf8 } else { Decoder::Fallback });
+        for raw in self.raw_values() {
+            match (raw, texts.as_mut()) {
+                (None, _) => b.push(None)?,
+                (Some(_), Some(t)) => {
+                    let text = t.next().ok_or_else(|| bad("server text (fewer values than rows)"))?;
+                    b.push(Some(text.as_bytes()))?
+                }
+                (Some(raw), None) => b.push(Some(raw))?,
+            }
+        }
+        *self = b.take();
+        Ok(())
+    }
 }
 
 /// Accumulates one column of a chunk.
@@ -865,7 +915,12 @@ pub struct ColumnBuilder {
 
 impl ColumnBuilder {
     pub fn new(decoder: Decoder) -> ColumnBuilder {
-        let mut out = ColumnChunk { kind: Some(decoder.kind()), element: decoder.element_kind(), ..Default::default() };
+        let mut out = ColumnChunk {
+            kind: Some(decoder.kind()),
+            element: decoder.element_kind(),
+            unrendered: decoder == Decoder::ByServer,
+            ..Default::default()
+        };
         if decoder.kind().is_text() || decoder.kind() == Kind::Bytes {
             out.offsets.push(0);
         }
@@ -878,7 +933,8 @@ impl ColumnBuilder {
     }
 
     pub fn push(&mut self, raw: Option<&[u8]>) -> Result<(), Error> {
-        let kind = self.decoder.kind();
+        // An unrendered column holds bytes, whatever kind it will have.
+        let kind = if self.out.unrendered { Kind::Bytes } else { self.decoder.kind() };
         match raw {
             None => {
                 self.out.nulls.get_or_insert_with(|| vec![0; self.rows]).push(1);
@@ -1203,7 +1259,8 @@ mod fuzz {
                 | Decoder::ServerText(_)
                 | Decoder::TextAs(_)
                 | Decoder::Fallback => {}
-                Decoder::Array(_) => unreachable!(),
+                // Never written: rendered by the server, or as Fallback.
+                Decoder::Array(_) | Decoder::ByServer => unreachable!(),
             }
         }
         all
