@@ -125,15 +125,18 @@ export declare function decodeToken(token: string): TokenClaims | null
  *   column when there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
  * - an error: `[id, 2, index into errors]`; several results: `[id, 3, index into many]`.
  *
- * Text and bytes columns index `offsets`, whose positions point into the one `text` string
- * (UTF-16 units) or the one `bytes` buffer.
+ * After those entries, `head` also holds the numbers, the offsets and the NULL flags of every
+ * column, from `numbersAt`, `offsetsAt` and `nullsAt` on (one array: each typed array handed to
+ * JavaScript costs more than the copy of a small result). Text and bytes columns index the
+ * offsets, whose positions point into the one `text` string (UTF-16 units) or the one `bytes`
+ * buffer.
  */
 export interface Delivery {
   head: Float64Array
-  numbers?: Float64Array
+  numbersAt: number
+  offsetsAt: number
+  nullsAt: number
   bigints?: BigInt64Array
-  nulls?: Uint8Array
-  offsets?: Uint32Array
   text?: string
   bytes?: Buffer
   /** Statements seen for the first time. */

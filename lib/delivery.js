@@ -75,10 +75,15 @@ function settle(inbox, d) {
 }
 
 function settleQueries(inbox, d) {
+  // Numbers, offsets and NULL flags travel in `head`, after its entries.
+  const all = d.head
+  d.numbers = all.subarray(d.numbersAt, d.offsetsAt)
+  d.offsets = all.subarray(d.offsetsAt, d.nullsAt)
+  d.nulls = all.subarray(d.nullsAt)
   if (d.shapes) for (const s of d.shapes) inbox.shapes.set(s.id, shapeOf(s))
   if (d.forget) inbox.forgetting.push({ ids: d.forget, horizon: inbox.lastId })
-  const head = d.head
-  for (let p = 0; p < head.length;) {
+  const head = d.head, entries = d.numbersAt
+  for (let p = 0; p < entries;) {
     const id = head[p], outcome = head[p + 1]
     let value
     if (outcome >= 2) {

@@ -317,19 +317,8 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// `v` in decimal, zero-padded to at least `width` digits (dates and clocks print many small
 /// numbers: this skips the formatting machinery).
-fn push_padded(out: &mut String, mut v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let from = i.min(buf.len().saturating_sub(width));
-    buf[from..].iter().for_each(|&d| out.push(d as char));
+fn push_padded(out: &mut String, v: u64, width: usize) {
+    crate::value::push_uint(out, v, width);
 }
 
 fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], Error> {

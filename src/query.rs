@@ -414,6 +414,8 @@ pub struct Batch {
 pub struct Rest {
     rows: std::pin::Pin<Box<RowStream>>,
     builder: ChunkBuilder,
+    /// What the batches grow to.
+    max_rows: usize,
     prepared: Arc<Prepared>,
     desync: Desync,
 }
@@ -434,24 +436,56 @@ pub async fn first_rows(
     conn: &Conn,
     sql: String,
     params: Vec<Option<String>>,
-    rows_per_batch: usize,
+    batching: Batching,
     alone: bool,
 ) -> Result<FirstRows, Error> {
     check_sendable(&sql, &params)?;
-    first_rows_sendable(conn, sql, params, rows_per_batch, alone).await.map_err(|e| conn.desync.explain(e))
+    first_rows_sendable(conn, sql, params, batching, alone).await.map_err(|e| conn.desync.explain(e))
+}
+
+/// How many rows each batch of a result holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    first: usize,
+    max: usize,
+}
+
+/// Rows in the first batch of a result that [`Batching::growing`] hands over.
+pub const FIRST_BATCH_ROWS: usize = 256;
+
+impl Batching {
+    /// Every batch `rows` rows (a stream's batch size).
+    pub fn fixed(rows: usize) -> Batching {
+        Batching { first: rows.max(1), max: rows.max(1) }
+    }
+
+    /// A small first batch, each next one twice the last, up to `max`: JavaScript builds the
+    /// rows of one batch while the next is read and decoded, and a large result still travels
+    /// in few batches.
+    pub fn growing(max: usize) -> Batching {
+        Batching { first: FIRST_BATCH_ROWS.min(max.max(1)), max: max.max(1) }
+    }
 }
 
 async fn first_rows_sendable(
     conn: &Conn,
     sql: String,
     params: Vec<Option<String>>,
-    rows_per_batch: usize,
+    batching: Batching,
     alone: bool,
 ) -> Result<FirstRows, Error> {
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
     let (rows, prepared) = start(conn, &sql, &params, cached, alone).await?;
-    let builder = ChunkBuilder::new(&prepared.decoders).with_limit(rows_per_batch.max(1));
-    let mut rest = Rest { rows: Box::pin(rows), builder, prepared: prepared.clone(), desync: conn.desync.clone() };
+    // Text only the server can write is asked for once the result is complete: in one batch.
+    let first = if prepared.decoders.contains(&Decoder::ByServer) { batching.max } else { batching.first };
+    let builder = ChunkBuilder::new(&prepared.decoders).with_limit(first);
+    let mut rest = Rest {
+        rows: Box::pin(rows),
+        builder,
+        max_rows: batching.max,
+        prepared: prepared.clone(),
+        desync: conn.desync.clone(),
+    };
     Ok(match rest.next_batch().await? {
         (mut chunk, None) => {
             render_here(chunk.as_mut())?;
@@ -530,7 +564,7 @@ pub async fn first_batch(
     params: Vec<Option<String>>,
     rows_per_batch: usize,
 ) -> Result<(Batch, Option<Rest>), Error> {
-    let first = first_rows(conn, sql, params, rows_per_batch, false).await?;
+    let first = first_rows(conn, sql, params, Batching::fixed(rows_per_batch), false).await?;
     let fields = Some(first.prepared.fields.clone());
     let done = first.rest.is_none().then(|| (first.prepared.command.clone(), first.row_count));
     Ok((Batch { fields, chunk: first.chunk, done }, first.rest))
@@ -544,6 +578,7 @@ impl Rest {
         while let Some(row) = self.rows.next().await {
             let row = row.map_err(|e| answered(self.desync.explain(query_error(e))))?;
             if let Some(chunk) = self.builder.push(&row)? {
+                self.builder.limit = self.builder.limit.saturating_mul(2).min(self.max_rows);
                 return Ok((Some(chunk), None));
             }
         }

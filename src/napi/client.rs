@@ -254,7 +254,8 @@ impl NativeClient {
                 let _in_flight = in_flight;
                 return query::run(conn, sql, params, alone).await.map(Outcome::Many);
             }
-            let first = query::first_rows(&conn, sql, params, rows_per_batch as usize, alone).await;
+            let first =
+                query::first_rows(&conn, sql, params, query::Batching::growing(rows_per_batch as usize), alone).await;
             let first = match first {
                 Ok(first) => first,
                 Err(e) => {

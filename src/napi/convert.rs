@@ -372,15 +372,18 @@ pub enum Outcome {
 ///   column when there are rows `[offset into nulls or -1, offset into numbers | bigints | offsets]`;
 /// - an error: `[id, 2, index into errors]`; several results: `[id, 3, index into many]`.
 ///
-/// Text and bytes columns index `offsets`, whose positions point into the one `text` string
-/// (UTF-16 units) or the one `bytes` buffer.
+/// After those entries, `head` also holds the numbers, the offsets and the NULL flags of every
+/// column, from `numbersAt`, `offsetsAt` and `nullsAt` on (one array: each typed array handed to
+/// JavaScript costs more than the copy of a small result). Text and bytes columns index the
+/// offsets, whose positions point into the one `text` string (UTF-16 units) or the one `bytes`
+/// buffer.
 #[napi(object)]
 pub struct Delivery {
     pub head: Float64Array,
-    pub numbers: Option<Float64Array>,
+    pub numbers_at: u32,
+    pub offsets_at: u32,
+    pub nulls_at: u32,
     pub bigints: Option<BigInt64Array>,
-    pub nulls: Option<Uint8Array>,
-    pub offsets: Option<Uint32Array>,
     pub text: Option<String>,
     pub bytes: Option<Buffer>,
     /// Statements seen for the first time.
@@ -403,7 +406,8 @@ const DELIVERY_BYTES: usize = 64 << 20;
 /// Takes outcomes from the front of `items` into one delivery.
 pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delivery {
     let mut head: Vec<f64> = Vec::with_capacity(8 * items.len());
-    let (mut numbers, mut bigints, mut nulls, mut offsets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut numbers, mut bigints) = (Vec::<f64>::new(), Vec::new());
+    let (mut nulls, mut offsets) = (Vec::<f64>::new(), Vec::<f64>::new());
     let (mut text, mut text_units, mut bytes) = (String::new(), 0u32, Vec::new());
     let (mut shapes, mut errors, mut many) = (Vec::new(), Vec::new(), Vec::new());
     while let Some((id, outcome)) = items.pop_front() {
@@ -429,7 +433,7 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
                     match col.nulls {
                         Some(n) => {
                             head.push(nulls.len() as f64);
-                            nulls.extend_from_slice(&n);
+                            nulls.extend(n.iter().map(|&b| f64::from(b)));
                         }
                         None => head.push(-1.0),
                     }
@@ -445,13 +449,13 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
                         Kind::Bytes => {
                             head.push(offsets.len() as f64);
                             let base = bytes.len() as u32;
-                            offsets.extend(col.offsets.iter().map(|o| o + base));
+                            offsets.extend(col.offsets.iter().map(|o| f64::from(o + base)));
                             bytes.extend_from_slice(&col.bytes);
                         }
                         _ => {
                             head.push(offsets.len() as f64);
                             let base = text_units;
-                            offsets.extend(col.offsets.iter().map(|o| o + base));
+                            offsets.extend(col.offsets.iter().map(|o| f64::from(o + base)));
                             text_units += col.offsets.last().copied().unwrap_or(0);
                             text.push_str(&col.text);
                         }
@@ -463,12 +467,18 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
             break;
         }
     }
+    let numbers_at = head.len() as u32;
+    head.extend_from_slice(&numbers);
+    let offsets_at = head.len() as u32;
+    head.extend_from_slice(&offsets);
+    let nulls_at = head.len() as u32;
+    head.extend_from_slice(&nulls);
     Delivery {
         head: Float64Array::new(head),
-        numbers: (!numbers.is_empty()).then(|| Float64Array::new(numbers)),
+        numbers_at,
+        offsets_at,
+        nulls_at,
         bigints: (!bigints.is_empty()).then(|| BigInt64Array::new(bigints)),
-        nulls: (!nulls.is_empty()).then(|| Uint8Array::new(nulls)),
-        offsets: (!offsets.is_empty()).then(|| Uint32Array::new(offsets)),
         text: (!text.is_empty()).then_some(text),
         bytes: (!bytes.is_empty()).then(|| Buffer::from(bytes)),
         shapes: (!shapes.is_empty()).then_some(shapes),
