@@ -45,6 +45,11 @@ export declare class NativeClient {
    * Prepared statements of another set are dropped (their shapes are told again).
    */
   setTextTypes(oids: Uint32Array): void
+  /**
+   * The transaction status the server reported last: `I` (idle), `T` (in a transaction), `E`
+   * (in a failed transaction); null when not connected.
+   */
+  get transactionStatus(): string | null
   /** Whether the connection is open and its socket alive. */
   get isOpen(): boolean
 }

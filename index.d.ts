@@ -413,6 +413,8 @@ export declare class Client extends EventEmitter {
   readonly connection: Connection
   /** Whether the connection is open (its socket alive). */
   readonly isOpen: boolean
+  /** The transaction status of the last ReadyForQuery: `'I'` idle, `'T'` in a transaction, `'E'` in a failed one; `null` when not connected. */
+  getTransactionStatus(): 'I' | 'T' | 'E' | null
   /** The backend process id, from BackendKeyData (`null` before connecting). */
   processID: number | null
   host: string

@@ -208,6 +208,25 @@ describe('callbacks and events', () => {
     })
   })
 
+  test('getTransactionStatus follows BEGIN, a failed statement, ROLLBACK and the end', async () => {
+    const s = stack()
+    await withEnv(awsEnv(s), async () => {
+      const client = new Client(pgConfig(s))
+      assert.equal(client.getTransactionStatus(), null, 'before connecting')
+      await client.connect()
+      const seen = [client.getTransactionStatus()]
+      await client.query('begin')
+      seen.push(client.getTransactionStatus())
+      await assert.rejects(client.query('select 1/0'), { code: '22012' })
+      seen.push(client.getTransactionStatus())
+      await client.query('rollback')
+      seen.push(client.getTransactionStatus())
+      await client.end()
+      seen.push(client.getTransactionStatus())
+      assert.deepEqual(seen, ['I', 'T', 'E', 'I', null])
+    })
+  })
+
   test('a connection cut while idle is an `error` event (not a throw), then `end`; a pool drops it and says so', async () => {
     const s = stack()
     await withEnv(awsEnv(s), async () => {

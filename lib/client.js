@@ -720,6 +720,15 @@ class Client extends EventEmitter {
     return runTransaction(this, fn, options)
   }
 
+  /**
+   * pg's `getTransactionStatus()`: the status of the last ReadyForQuery the server sent, `'I'`
+   * (idle), `'T'` (in a transaction) or `'E'` (in a failed transaction); `null` before connecting
+   * and after the end.
+   */
+  getTransactionStatus() {
+    return this.#native.transactionStatus ?? null
+  }
+
   /** Whether the connection is open (its socket alive). */
   get isOpen() {
     return this.#native.isOpen

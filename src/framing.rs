@@ -13,7 +13,7 @@ use crate::error::Error;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -90,6 +90,8 @@ struct Shared {
     ready: AtomicU64,
     /// Requests written: Sync and Query messages, each answered by one ReadyForQuery.
     requests: AtomicU64,
+    /// The transaction status of the last ReadyForQuery read (`I`, `T`, `E`), 0 before any.
+    status: AtomicU8,
 }
 
 impl Desync {
@@ -100,6 +102,15 @@ impl Desync {
 
     pub fn violation(&self) -> Option<&Violation> {
         self.0.violation.get()
+    }
+
+    /// The transaction status the server reported last (ReadyForQuery): `I` idle, `T` in a
+    /// transaction, `E` in a failed one; `None` before the first.
+    pub fn transaction_status(&self) -> Option<char> {
+        match self.0.status.load(Ordering::Acquire) {
+            0 => None,
+            b => Some(b as char),
+        }
     }
 
     /// Whether the server has answered every request written so far: it sent one ReadyForQuery
@@ -135,6 +146,8 @@ enum Position {
     Body {
         left: u32,
     },
+    /// At ReadyForQuery's one byte of body: the transaction status.
+    Status,
     /// Inside BackendKeyData's body (process id, secret key): `got` of its 8 bytes kept.
     Key {
         got: usize,
@@ -144,13 +157,13 @@ enum Position {
 }
 
 /// Frame-by-frame state, separate from the stream so it can be tested on plain byte slices; the
-/// count of ReadyForQuery messages seen.
+/// count of ReadyForQuery messages seen, BackendKeyData, and the last transaction status.
 #[derive(Debug, Clone, Copy)]
-pub struct Framing(Position, u64, Option<(i32, i32)>);
+pub struct Framing(Position, u64, Option<(i32, i32)>, u8);
 
 impl Default for Framing {
     fn default() -> Self {
-        Framing(Position::Header { got: 0, bytes: [0; 5] }, 0, None)
+        Framing(Position::Header { got: 0, bytes: [0; 5] }, 0, None, 0)
     }
 }
 
@@ -167,6 +180,11 @@ impl Framing {
                     if *left == 0 {
                         self.0 = Position::Header { got: 0, bytes: [0; 5] };
                     }
+                }
+                Position::Status => {
+                    self.3 = bytes[i];
+                    i += 1;
+                    self.0 = Position::Header { got: 0, bytes: [0; 5] };
                 }
                 Position::Key { got, bytes: key } => {
                     let take = (8 - *got).min(bytes.len() - i);
@@ -203,6 +221,8 @@ impl Framing {
                         Position::Header { got: 0, bytes: [0; 5] }
                     } else if type_byte == b'K' && length == 12 {
                         Position::Key { got: 0, bytes: [0; 8] }
+                    } else if type_byte == b'Z' && length == 5 {
+                        Position::Status
                     } else {
                         Position::Body { left: length - 4 }
                     };
@@ -216,6 +236,11 @@ impl Framing {
     /// BackendKeyData's process id and secret key, once they have gone by.
     pub fn backend_key(&self) -> Option<(i32, i32)> {
         self.2
+    }
+
+    /// The status byte of the last complete ReadyForQuery, 0 before any.
+    pub fn transaction_status(&self) -> u8 {
+        self.3
     }
 
     fn fail(&mut self, v: Violation) -> Result<(), Violation> {
@@ -306,6 +331,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
                 if let Some(k) = this.framing.backend_key() {
                     let _ = this.key.0.set(k);
                 }
+                this.desync.0.status.store(this.framing.transaction_status(), Ordering::Release);
                 this.desync.0.ready.store(this.framing.1, Ordering::Release);
                 Poll::Ready(Ok(()))
             }
@@ -401,6 +427,20 @@ mod tests {
         m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
         m.extend_from_slice(body);
         m
+    }
+
+    #[test]
+    fn the_last_ready_for_query_status_is_kept_in_any_split() {
+        let bytes = [message(b'Z', b"I"), message(b'C', b"BEGIN\0"), message(b'Z', b"T"), message(b'Z', b"E")].concat();
+        for split in 0..bytes.len() {
+            let mut f = Framing::default();
+            f.follow(&bytes[..split]).unwrap();
+            f.follow(&bytes[split..]).unwrap();
+            assert_eq!(f.transaction_status(), b'E', "split at {split}");
+        }
+        let mut f = Framing::default();
+        f.follow(&message(b'Z', b"T")[..5]).unwrap();
+        assert_eq!(f.transaction_status(), 0, "not before the status byte itself");
     }
 
     #[test]

@@ -432,6 +432,16 @@ impl NativeClient {
         }
     }
 
+    /// The transaction status the server reported last: `I` (idle), `T` (in a transaction), `E`
+    /// (in a failed transaction); null when not connected.
+    #[napi(getter)]
+    pub fn transaction_status(&self) -> Option<String> {
+        match &*self.state.lock().expect("client state") {
+            State::Open(o) => o.conn.desync.transaction_status().map(String::from),
+            _ => None,
+        }
+    }
+
     /// Whether the connection is open and its socket alive.
     #[napi(getter)]
     pub fn is_open(&self) -> bool {
