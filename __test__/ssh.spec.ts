@@ -1,149 +1,24 @@
 // The in-process SSH tunnel (`tunnel` option): a real OpenSSH sshd started here on loopback, in
 // front of the DSQL-like gate (SNI and IAM tokens checked), host keys and client keys made per run.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { Client, Pool, resolveConfig, type ClientConfig } from '../index.js'
 import { rejectsWith, useStack, withEnv, type Stack } from './helpers.ts'
+import { Sshd, keygen } from './fixture/sshd.ts'
+import { freePort } from './fixture/util.ts'
 
 const stack = useStack({ tokenAuth: true })
 // node-postgres, as a plain client of the proxy (no typings installed for it).
 interface PgClient { connect(): Promise<void>; query(sql: string): Promise<{ rows: unknown[] }>; end(): Promise<void> }
 const pg = createRequire(import.meta.url)('pg') as { Client: new (o: object) => PgClient }
-const SSHD = '/usr/sbin/sshd'
 const BIN = fileURLToPath(new URL('../bin/dsql-tunnel.js', import.meta.url))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-function keygen(file: string, passphrase = '', type = 'ed25519'): string {
-  execFileSync('ssh-keygen', ['-q', '-t', type, '-N', passphrase, '-C', '', '-f', file], { stdio: 'ignore' })
-  return fs.readFileSync(`${file}.pub`, 'utf8').trim()
-}
-
-/** Every descendant of `pid` (sshd's per-connection children start their own sessions). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      const list = children.get(ppid) ?? []
-      list.push(Number(name))
-      children.set(ppid, list)
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const out: number[] = []
-  const walk = (p: number, depth: number) => {
-    if (depth > 8) return
-    for (const c of children.get(p) ?? []) {
-      out.push(c)
-      walk(c, depth + 1)
-    }
-  }
-  walk(pid, 0)
-  return out
-}
-
-/** An OpenSSH sshd on 127.0.0.1 that forwards only to the gate. */
-class Sshd {
-  child?: ChildProcess
-  log = ''
-  readonly hostKeyPub: string
-  constructor(
-    readonly dir: string,
-    readonly port: number,
-    readonly permitOpen: string,
-    readonly authorized: string[],
-    readonly hostKey = path.join(dir, 'host_ed25519'),
-  ) {
-    if (!fs.existsSync(hostKey)) keygen(hostKey)
-    this.hostKeyPub = fs.readFileSync(`${hostKey}.pub`, 'utf8').trim()
-    fs.writeFileSync(path.join(dir, 'authorized_keys'), authorized.join('\n') + '\n')
-    fs.writeFileSync(
-      path.join(dir, 'sshd_config'),
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${hostKey}`,
-        `PidFile ${path.join(dir, 'sshd.pid')}`,
-        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-        'StrictModes no',
-        'UsePAM no',
-        'PermitRootLogin prohibit-password',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'AllowTcpForwarding local',
-        `PermitOpen ${permitOpen}`,
-        'AllowAgentForwarding no',
-        'X11Forwarding no',
-        'PermitTTY no',
-        'MaxStartups 50',
-        'MaxSessions 200',
-        'LogLevel VERBOSE',
-        '',
-      ].join('\n'),
-    )
-  }
-
-  /** `[127.0.0.1]:port key`, as known_hosts records it. */
-  knownHostsLine(): string {
-    return `[127.0.0.1]:${this.port} ${this.hostKeyPub}`
-  }
-
-  async start(): Promise<void> {
-    fs.mkdirSync('/run/sshd', { recursive: true })
-    const child = spawn(SSHD, ['-D', '-e', '-f', path.join(this.dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] })
-    this.child = child
-    child.stdout!.on('data', (d) => (this.log += d))
-    child.stderr!.on('data', (d) => (this.log += d))
-    const deadline = Date.now() + 10_000
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`sshd exited: ${this.log}`)
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(this.port, '127.0.0.1')
-        s.once('data', () => (s.destroy(), resolve(true)))
-        s.once('error', () => resolve(false))
-        s.setTimeout(1000, () => (s.destroy(), resolve(false)))
-      })
-      if (up) return
-      await sleep(50)
-    }
-    throw new Error(`sshd did not start: ${this.log}`)
-  }
-
-  /** SIGKILL for sshd and every per-connection child: the sessions die with no goodbye. */
-  async kill(): Promise<void> {
-    const child = this.child
-    if (!child?.pid || child.exitCode !== null) return
-    for (const pid of [child.pid, ...descendants(child.pid)]) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // Already gone.
-      }
-    }
-    if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r))
-  }
-}
 
 let dir = ''
 let sshd: Sshd
