@@ -24,6 +24,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a session with no channels stays open: a pool's `end()` closes its session after it,
 /// and a client that reconnects at once does not pay for a new handshake.
 const IDLE_CLOSE: Duration = Duration::from_secs(5);
+/// russh reads each packet's length, then the packet, straight from the stream: through a buffer,
+/// one read takes in every packet that has arrived. OpenSSH's ssh reads 16 KiB at a time.
+const READ_BUFFER: usize = 64 * 1024;
+/// The most one channel write sends as one SSH packet: russh's default maximum packet size.
+const MAX_PACKET: usize = 32 * 1024;
+/// AES-GCM first: with ring on CPUs with AES instructions (every x86-64 and Graviton server), it
+/// seals and opens a packet 5-8× faster than ring's chacha20-poly1305@openssh.com, russh's first
+/// choice (measured: 0.4 µs against 2.3 µs for 512 bytes, 11 µs against 85 µs for 32 KiB).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
 
 static SESSIONS: LazyLock<Mutex<HashMap<SshSpec, Arc<Slot>>>> = LazyLock::new(Default::default);
 
@@ -174,7 +190,13 @@ pub async fn open(spec: &SshSpec, host: &str, port: u16) -> Result<Channel, Erro
         match live.handle.channel_open_direct_tcpip(host, port.into(), "127.0.0.1", 0).await {
             Ok(ch) => {
                 live.channels.fetch_add(1, Ordering::AcqRel);
-                return Ok(Channel { inner: ch.into_stream(), session: live, slot, lost: Lost::default() });
+                return Ok(Channel {
+                    inner: ch.into_stream(),
+                    session: live,
+                    slot,
+                    lost: Lost::default(),
+                    gather: Vec::new(),
+                });
             }
             Err(russh::Error::ChannelOpenFailure(reason)) => {
                 return Err(failure(
@@ -277,6 +299,7 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
         keepalive_interval: Some(KEEPALIVE),
         keepalive_max: KEEPALIVE_MAX,
         nodelay: true,
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() },
         ..Default::default()
     });
     let shown = super::Spec::Ssh(spec.clone()).describe();
@@ -300,12 +323,14 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
                 return Err(unreachable(io::Error::other("the ProxyCommand has no stdin/stdout")));
             };
             proxy = Some(child);
-            client::connect_stream(config, tokio::io::join(out, inp), checker).await
+            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, tokio::io::join(out, inp));
+            client::connect_stream(config, stream, checker).await
         }
         None => {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(unreachable)?;
             tcp.set_nodelay(true).ok();
-            client::connect_stream(config, tcp, checker).await
+            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, QuickAck(tcp));
+            client::connect_stream(config, stream, checker).await
         }
     };
     let verdict = verdict.lock().expect("verdict").clone();
@@ -469,6 +494,8 @@ pub struct Channel {
     session: Arc<Live>,
     slot: Arc<Slot>,
     pub(super) lost: Lost,
+    /// Scratch space for vectored writes, kept between them.
+    gather: Vec<u8>,
 }
 
 impl Drop for Channel {
@@ -510,6 +537,18 @@ impl AsyncRead for Channel {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() == before && this.dead() => Poll::Ready(Err(this.lost_now())),
             Poll::Ready(Err(_)) if this.dead() => Poll::Ready(Err(this.lost_now())),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                // Each poll gives one SSH packet's data: take the ones already here too, so TLS
+                // decrypts them in one go (bounded by the buffer; an end of stream waits for the next read).
+                while buf.remaining() > 0 {
+                    let got = buf.filled().len();
+                    match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                        Poll::Ready(Ok(())) if buf.filled().len() > got => continue,
+                        _ => break,
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
             other => other,
         }
     }
@@ -523,6 +562,34 @@ impl AsyncWrite for Channel {
             other => other,
         }
     }
+    /// TLS hands over its records as separate slices: gathered, they leave as one SSH packet
+    /// rather than one each.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
+        match (nonempty.next(), nonempty.next()) {
+            (None, _) => Poll::Ready(Ok(0)),
+            (Some(only), None) => Pin::new(this).poll_write(cx, only),
+            _ => {
+                let mut gathered = std::mem::take(&mut this.gather);
+                gathered.clear();
+                for b in bufs {
+                    let take = b.len().min(MAX_PACKET - gathered.len());
+                    gathered.extend_from_slice(&b[..take]);
+                }
+                let r = Pin::new(&mut *this).poll_write(cx, &gathered);
+                this.gather = gathered;
+                r
+            }
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
@@ -532,5 +599,46 @@ impl AsyncWrite for Channel {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The TCP connection to the bastion, acknowledging what it reads at once. OpenSSH's sshd sets
+/// TCP_NODELAY only for sessions with a terminal: without a prompt ACK, the rest of a response it
+/// writes as several packets waits under Nagle for our delayed ACK (40 ms on Linux).
+struct QuickAck(tokio::net::TcpStream);
+
+impl AsyncRead for QuickAck {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.0).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            // Not sticky: the kernel may fall back to delayed ACKs, so set again after each read.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            let _ = socket2::SockRef::from(&this.0).set_tcp_quickack(true);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
