@@ -356,6 +356,66 @@ describe('ssh tunnel', () => {
     assert.ok(fs.existsSync(marker), 'the ProxyCommand carried the session')
   })
 
+  test('~/.ssh/config ProxyJump (and Include): a pool through one and two jump hosts, host keys checked at every hop', async () => {
+    const s = stack()
+    const jumpPort = await freePort()
+    // The jump host may forward to itself (for a chain of two) and to the bastion, nowhere else.
+    const jump = new Sshd(fs.mkdtempSync(path.join(dir, 'jump-')), jumpPort, `127.0.0.1:${jumpPort} 127.0.0.1:${sshd.port}`, [fs.readFileSync(`${plainKey}.pub`, 'utf8')])
+    started.push(jump)
+    await jump.start()
+    const home = path.join(dir, 'home-jump')
+    const ssh = path.join(home, '.ssh')
+    fs.mkdirSync(path.join(ssh, 'conf.d'), { recursive: true })
+    fs.copyFileSync(plainKey, path.join(ssh, 'id_ed25519'))
+    const knownHosts = path.join(ssh, 'known_hosts')
+    fs.writeFileSync(
+      path.join(ssh, 'config'),
+      [
+        'Include conf.d/*.conf',
+        'Host bastion-1',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        '  User root',
+        `  ProxyJump root@127.0.0.1:${jumpPort}`,
+        'Host bastion-2',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        '  User root',
+        '  ProxyJump jump, jump',
+        '',
+      ].join('\n'),
+    )
+    fs.writeFileSync(path.join(ssh, 'conf.d', 'jump.conf'), ['Host jump', '  HostName 127.0.0.1', `  Port ${jumpPort}`, '  User root', ''].join('\n'))
+    const logins = (d: Sshd) => (d.log.match(/Accepted publickey/g) ?? []).length
+    await withEnv({ HOME: home, SSH_AUTH_SOCK: undefined }, async () => {
+      fs.writeFileSync(knownHosts, `${jump.knownHostsLine()}\n${sshd.knownHostsLine()}\n`)
+      for (const [alias, hops] of [['bastion-1', 1], ['bastion-2', 2]] as const) {
+        const [atJump, atBastion, seen] = [logins(jump), logins(sshd), s.gate.log.length]
+        const pool = new Pool(viaSsh(s, {}, { tunnel: `ssh://${alias}`, max: 3 }))
+        try {
+          const rows = await Promise.all(Array.from({ length: 6 }, (_, i) => pool.query('select $1::int as i', [i])))
+          assert.deepEqual(rows.map((r) => r.rows[0].i), [0, 1, 2, 3, 4, 5])
+        } finally {
+          await pool.end()
+        }
+        assert.equal(logins(jump) - atJump, hops, `${alias}: one login per hop at the jump host`)
+        assert.equal(logins(sshd) - atBastion, 1, `${alias}: one session at the bastion for the pool`)
+        const startups = s.gate.log.slice(seen).filter((r) => r.kind === 'startup')
+        assert.ok(startups.length >= 1 && startups.every((r) => r.sni === s.host && r.tokenCheck?.ok === true))
+      }
+      // Each hop's key is checked: without the jump host's line, or the bastion's, nothing connects.
+      const cases = [
+        [`${sshd.knownHostsLine()}\n`, jump, `ssh://root@bastion-1`],
+        [`${jump.knownHostsLine()}\n`, sshd, `ssh://bastion-1:${sshd.port}`],
+      ] as const
+      for (const [lines, unknown, tunnel] of cases) {
+        fs.writeFileSync(knownHosts, lines)
+        const e = await rejectsWith(new Client(viaSsh(s, {}, { tunnel })).connect(), 'SSH_HOST_KEY_UNKNOWN')
+        assert.ok(e.message.includes(unknown.knownHostsLine()), e.message)
+      }
+    })
+  })
+
   test('a session with no connections left is closed after a few seconds (pool.end() closes it)', async () => {
     const s = stack()
     // Its own sshd, so that its connections can be counted.

@@ -113,7 +113,7 @@ impl Spec {
     }
 }
 
-fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or("an IPv6 address opened with [ needs its ]")?;
         (h, after.strip_prefix(':'))

@@ -65,6 +65,8 @@ struct Live {
     channels: AtomicUsize,
     /// The ProxyCommand carrying the session, killed with it.
     _proxy: Option<tokio::process::Child>,
+    /// The jump hosts' sessions carrying this one, outermost first.
+    _jumps: Vec<Handle<Checker>>,
 }
 
 /// What an open session is: for diagnostics.
@@ -267,34 +269,71 @@ struct Target {
     user: String,
     identity_files: Option<Vec<PathBuf>>,
     proxy_command: Option<String>,
+    /// Jump hosts to pass through first (`ProxyJump`), the first one dialled directly.
+    jumps: Vec<Target>,
+    /// How errors name this hop.
+    shown: String,
 }
 
-fn target(spec: &SshSpec) -> Target {
+fn config_for(host: &str) -> super::ssh_config::HostConfig {
     let home = super::home();
     let file = home.as_ref().map(|h| h.join(".ssh").join("config"));
-    let found = file.map(|f| super::ssh_config::for_host(&f, &spec.host, home.as_deref())).unwrap_or_default();
-    let files = spec.identity_file.clone().map(|f| vec![f]);
-    Target {
-        host: found.host_name.unwrap_or_else(|| spec.host.clone()),
-        port: spec.port.or(found.port).unwrap_or(22),
-        user: spec.user.clone().or(found.user).unwrap_or_else(local_user),
-        identity_files: files.or((!found.identity_files.is_empty()).then_some(found.identity_files)),
-        proxy_command: found.proxy_command,
-    }
+    file.map(|f| super::ssh_config::for_host(&f, host, home.as_deref())).unwrap_or_default()
 }
 
-async fn connect(spec: &SshSpec) -> Result<Live, Error> {
-    let target = target(spec);
-    let known_hosts = known_hosts_path(spec);
-    let verdict = Arc::new(Mutex::new(None));
-    let ended = Arc::new(Ended::default());
-    let checker = Checker {
-        host: target.host.clone(),
-        port: target.port,
-        known_hosts: known_hosts.clone(),
-        verdict: verdict.clone(),
-        ended: ended.clone(),
+fn target(spec: &SshSpec) -> Result<Target, Error> {
+    let found = config_for(&spec.host);
+    let files = spec.identity_file.clone().map(|f| vec![f]);
+    let shown = super::Spec::Ssh(spec.clone()).describe();
+    let jumps = found.proxy_jump().iter().map(|j| jump(j, spec, &shown)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Target {
+        host: found.host_name.clone().unwrap_or_else(|| spec.host.clone()),
+        port: spec.port.or(found.port).unwrap_or(22),
+        user: spec.user.clone().or_else(|| found.user.clone()).unwrap_or_else(local_user),
+        identity_files: files.or((!found.identity_files.is_empty()).then(|| found.identity_files.clone())),
+        proxy_command: found.proxy_command().map(str::to_string),
+        jumps,
+        shown,
+    })
+}
+
+/// One `ProxyJump` entry, `[user@]host[:port]` (or `ssh://…`), completed from its own `Host`
+/// blocks; its keys are its `IdentityFile`s, else the setting's `identityFile`, else the defaults.
+fn jump(entry: &str, spec: &SshSpec, via: &str) -> Result<Target, Error> {
+    let bad = |why: String| failure(TunnelFailure::ConnectFailed, format!("ProxyJump {entry:?} for {via}: {why}"));
+    let rest = entry.strip_prefix("ssh://").unwrap_or(entry).trim_end_matches('/');
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+        Some(_) => return Err(bad("the user before @ is empty".into())),
+        None => (None, rest),
     };
+    let (host, port) = super::split_host_port(hostport).map_err(bad)?;
+    let found = config_for(&host);
+    let user = user.or(found.user).unwrap_or_else(local_user);
+    let port = port.or(found.port).unwrap_or(22);
+    let identity_files = if found.identity_files.is_empty() {
+        spec.identity_file.clone().map(|f| vec![f])
+    } else {
+        Some(found.identity_files)
+    };
+    let name = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    Ok(Target {
+        host: found.host_name.unwrap_or(host),
+        port,
+        user: user.clone(),
+        identity_files,
+        proxy_command: None,
+        jumps: Vec::new(),
+        shown: format!("ssh://{user}@{name}:{port} (ProxyJump for {via})"),
+    })
+}
+
+/// What an SSH session runs over: TCP, a ProxyCommand's pipes, or a jump host's channel.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+async fn connect(spec: &SshSpec) -> Result<Live, Error> {
+    let mut target = target(spec)?;
     let config = Arc::new(client::Config {
         keepalive_interval: Some(KEEPALIVE),
         keepalive_max: KEEPALIVE_MAX,
@@ -302,14 +341,17 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
         preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() },
         ..Default::default()
     });
-    let shown = super::Spec::Ssh(spec.clone()).describe();
-    let unreachable =
-        |e: io::Error| failure(TunnelFailure::ConnectFailed, format!("could not reach the bastion {shown}: {e}"));
+    let mut hops = std::mem::take(&mut target.jumps);
+    hops.push(target);
+    let first = &hops[0];
+    let unreachable = |e: io::Error| {
+        failure(TunnelFailure::ConnectFailed, format!("could not reach the bastion {}: {e}", first.shown))
+    };
     let mut proxy = None;
-    let handle = match &target.proxy_command {
+    let mut stream: Box<dyn Transport> = match &first.proxy_command {
         // As ssh runs it: through the shell, the SSH stream on its stdin and stdout.
         Some(command) => {
-            let command = super::ssh_config::expand_tokens(command, &target.host, target.port, &target.user);
+            let command = super::ssh_config::expand_tokens(command, &first.host, first.port, &first.user);
             let mut child = tokio::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(&command)
@@ -323,16 +365,60 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
                 return Err(unreachable(io::Error::other("the ProxyCommand has no stdin/stdout")));
             };
             proxy = Some(child);
-            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, tokio::io::join(out, inp));
-            client::connect_stream(config, stream, checker).await
+            Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, tokio::io::join(out, inp)))
         }
         None => {
-            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(unreachable)?;
+            let tcp = tokio::net::TcpStream::connect((first.host.as_str(), first.port)).await.map_err(unreachable)?;
             tcp.set_nodelay(true).ok();
-            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, QuickAck(tcp));
-            client::connect_stream(config, stream, checker).await
+            Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, QuickAck(tcp)))
         }
     };
+    // Each jump host's session carries the next one in a direct-tcpip channel, host keys and
+    // authentication checked at every hop; a jump session that dies ends the ones inside it.
+    let (bastion, through) = hops.split_last().expect("the bastion is the last hop");
+    let mut jumps = Vec::new();
+    for (hop, next) in through.iter().zip(&hops[1..]) {
+        let (handle, _, _) = handshake(config.clone(), stream, hop, spec).await?;
+        let channel = handle
+            .channel_open_direct_tcpip(next.host.as_str(), next.port.into(), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                failure(
+                    TunnelFailure::ConnectFailed,
+                    format!(
+                        "the jump host {} could not open a connection to {}:{} ({e}): check that it can reach it \
+                         and that its sshd allows forwarding there (AllowTcpForwarding, PermitOpen)",
+                        hop.shown, next.host, next.port
+                    ),
+                )
+            })?;
+        stream = Box::new(channel.into_stream());
+        jumps.push(handle);
+    }
+    let (handle, ended, info) = handshake(config, stream, bastion, spec).await?;
+    Ok(Live { handle, ended, info, channels: AtomicUsize::new(0), _proxy: proxy, _jumps: jumps })
+}
+
+/// The SSH handshake over `stream` with `hop`: its host key checked against known_hosts, then
+/// authentication.
+async fn handshake(
+    config: Arc<client::Config>,
+    stream: Box<dyn Transport>,
+    hop: &Target,
+    spec: &SshSpec,
+) -> Result<(Handle<Checker>, Arc<Ended>, Info), Error> {
+    let known_hosts = known_hosts_path(spec);
+    let verdict = Arc::new(Mutex::new(None));
+    let ended = Arc::new(Ended::default());
+    let checker = Checker {
+        host: hop.host.clone(),
+        port: hop.port,
+        known_hosts: known_hosts.clone(),
+        verdict: verdict.clone(),
+        ended: ended.clone(),
+    };
+    let shown = &hop.shown;
+    let handle = client::connect_stream(config, stream, checker).await;
     let verdict = verdict.lock().expect("verdict").clone();
     let (mut handle, host_key) = match (handle, verdict) {
         (Ok(h), Some(Verdict::Known(fingerprint))) => (h, fingerprint),
@@ -369,8 +455,8 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
             return Err(failure(TunnelFailure::ConnectFailed, format!("the bastion {shown} showed no host key")))
         }
     };
-    let auth = authenticate(&mut handle, spec, &target, &shown).await?;
-    Ok(Live { handle, ended, info: Info { auth, host_key }, channels: AtomicUsize::new(0), _proxy: proxy })
+    let auth = authenticate(&mut handle, spec, hop, shown).await?;
+    Ok((handle, ended, Info { auth, host_key }))
 }
 
 fn local_user() -> String {
