@@ -237,10 +237,18 @@ async function sshWorkloads(plan: Plan, stack: Stack, results: Results): Promise
     out.negotiated = { 'ssh -L': forward.negotiated(), 'in-process': sshd.negotiated()[1] ?? 'unknown' };
     log(`12 ssh tunnel: in-process ${out.negotiated['in-process']}, ssh -L ${out.negotiated['ssh -L']}`);
     const qps = (s: { ms: number }, n: number): string => Math.round((n / s.ms) * 1000).toLocaleString('en');
+    const fwd = forward;
+    const forwardCpu = (out.forwardCpuMs = { pipeline: [] as number[], pool: [] as number[] });
+    /** A sample; for ssh -L, with the ssh process's CPU time during it. */
+    const sample = async (k: 'pipeline' | 'pool', arm: SshArm): Promise<void> => {
+      const cpu0 = fwd.cpuMs();
+      out[k][arm].push(await (k === 'pipeline' ? pipeline(arm, pipelineBatches) : pool(arm, poolPerCaller)));
+      if (arm === 'ssh -L') forwardCpu[k].push(fwd.cpuMs() - cpu0);
+    };
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? SSH_ARMS : [...SSH_ARMS].reverse();
-      for (const arm of order) out.pipeline[arm].push(await pipeline(arm, pipelineBatches));
-      for (const arm of order) out.pool[arm].push(await pool(arm, poolPerCaller));
+      for (const arm of order) await sample('pipeline', arm);
+      for (const arm of order) await sample('pool', arm);
       out.load.push(os.loadavg()[0]!);
       const last = (k: 'pipeline' | 'pool', arm: SshArm, n: number): string => qps(out[k][arm].at(-1)!, n);
       log(

@@ -1,7 +1,7 @@
 // Workload 12's section of BENCHMARKS.md: dsql-tunnel's own SSH tunnel against `ssh -L` to the
 // same sshd. A section of its own, so that `--only=12` can replace it in a full run's report.
 import { SSH_ARMS, type Results, type SshArm } from './lib/results.ts';
-import { formatRatio, summarize } from './lib/stats.ts';
+import { formatRatio, median, summarize } from './lib/stats.ts';
 import type { Sample } from './workloads/index.ts';
 
 export const SSH_BEGIN = '<!-- workload 12: written by benchmark/report-ssh.ts -->';
@@ -50,6 +50,7 @@ export function sshSection(r: Results): string[] {
     ...rows.map((row) => `| ${row.join(' | ')} |`),
     '',
     `Negotiated with sshd: in-process ${s.negotiated['in-process']}; \`ssh -L\` ${s.negotiated['ssh -L']}.`,
+    ...(s.forwardCpuMs ? ['', cpuLine(r)] : []),
     '',
     '- **Why `ssh -L` stalls on pipelined queries.** sshd sets `TCP_NODELAY` only for sessions with a terminal, so when',
     '  it writes a response as several packets, the later ones wait under Nagle until the client acknowledges the first,',
@@ -58,12 +59,29 @@ export function sshSection(r: Results): string[] {
     '  in its fastest sample.',
     '- **In-process, per packet:** AES-GCM first (ring\'s chacha20-poly1305 took 5-8× longer per packet on this CPU),',
     '  reads buffered 64 KiB at a time, and TLS records written together leave as one SSH packet. Its SSH work shares',
-    '  the driver\'s one Rust thread; `ssh -L`\'s runs in the ssh process.',
+    '  the driver\'s one Rust thread; `ssh -L`\'s runs in the ssh process. Channel window and packet size are',
+    '  OpenSSH\'s (2 MiB, 32 KiB), and all connections share one session, as all of `ssh -L`\'s share its one connection.',
     '',
     'Run just this: `npm run bench -- --only=12` (under a minute; it replaces this section of BENCHMARKS.md and keeps the rest).',
     SSH_END,
     '',
   ];
+}
+
+/** CPU per query on this side of sshd: the driver's process, plus the ssh process for `ssh -L`. */
+function cpuLine(r: Results): string {
+  const s = r.ssh!;
+  const p = r.plan;
+  const us = (v: number): string => `${v.toFixed(0)} µs`;
+  const part = (k: 'pipeline' | 'pool', queries: number): string => {
+    const driver = (arm: SshArm): number => median(s[k][arm].map((x) => x.cpuMs)) / queries * 1000;
+    // The ssh process's CPU comes in 10 ms ticks: below one tick per sample, say so.
+    const ssh = median(s.forwardCpuMs?.[k] ?? []) / queries * 1000;
+    const sshText = ssh > 0 ? us(ssh) : `< ${us((10 / queries) * 1000)}`;
+    return `${k === 'pipeline' ? '5' : '6'}: in-process ${us(driver('in-process'))}; \`ssh -L\` ${us(driver('ssh -L'))} + ${sshText} in ssh`;
+  };
+  return `CPU per query on the client's side (medians; the driver's process, and for \`ssh -L\` the ssh process too): ` +
+    `${part('pipeline', p.ssh.pipelineBatches * p.pipeline.width)}; ${part('pool', p.pool.callers * p.ssh.poolPerCaller)}.`;
 }
 
 /** Whether a run measured workload 12 and nothing else (`--only=12`). */

@@ -44,6 +44,8 @@ export interface SshResults {
   openssh: string;
   pipeline: Record<SshArm, Sample[]>;
   pool: Record<SshArm, Sample[]>;
+  /** CPU time of the ssh process during each `ssh -L` sample (ms), beside the driver's own. */
+  forwardCpuMs?: { pipeline: number[]; pool: number[] };
   /** The 1-minute load average after each round. */
   load: number[];
 }
