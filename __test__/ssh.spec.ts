@@ -2,6 +2,7 @@
 // front of the DSQL-like gate (SNI and IAM tokens checked), host keys and client keys made per run.
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
@@ -252,6 +253,26 @@ describe('ssh tunnel', () => {
     }
     const logins = (sshd.log.match(/Accepted publickey/g) ?? []).length - before
     assert.ok(logins <= 1, `${logins} SSH logins for 100 connections`)
+  })
+
+  test('megabytes each way and 200 pipelined queries: every byte arrives, in order', async () => {
+    const s = stack()
+    const c = new Client(viaSsh(s))
+    await c.connect()
+    try {
+      // Writes larger than an SSH packet (32 KiB), and a result of many packets.
+      const big = Array.from({ length: 3 * 1024 * 1024 }, (_, i) => String.fromCharCode(97 + ((i * 7) % 26))).join('')
+      const echoed = await c.query('select $1::text as t, md5($1::text) as h', [big])
+      assert.equal(echoed.rows[0].h, createHash('md5').update(big).digest('hex'), 'the server got every byte')
+      assert.ok(echoed.rows[0].t === big, 'the text came back unchanged')
+      const rows = await c.query("select g as i, repeat('x', 100) as pad from generate_series(1, 50000) g")
+      assert.equal(rows.rows.length, 50000)
+      assert.deepEqual([rows.rows[0].i, rows.rows[49999].i, rows.rows[49999].pad.length], [1, 50000, 100])
+      const r = await Promise.all(Array.from({ length: 200 }, (_, i) => c.query('select $1::int as i', [i])))
+      assert.deepEqual(r.map((x) => x.rows[0].i), Array.from({ length: 200 }, (_, i) => i))
+    } finally {
+      await c.end()
+    }
   })
 
   test('a cancel goes through the tunnel (the server reports 57014)', async () => {
