@@ -207,6 +207,9 @@ export interface SsmTunnelConfig {
 
 export interface SshTunnelConfig {
   ssh: {
+    /** A name, an address, or a `Host` of `~/.ssh/config`, whose `HostName`, `Port`, `User`,
+     * `IdentityFile`, `ProxyCommand` and `ProxyJump` (jump hosts, each an in-process session) are
+     * read, `Include`s too; settings given here win. */
     host: string
     /** Default 22. */
     port?: number

@@ -1,149 +1,25 @@
 // The in-process SSH tunnel (`tunnel` option): a real OpenSSH sshd started here on loopback, in
 // front of the DSQL-like gate (SNI and IAM tokens checked), host keys and client keys made per run.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { Client, Pool, resolveConfig, type ClientConfig } from '../index.js'
 import { rejectsWith, useStack, withEnv, type Stack } from './helpers.ts'
+import { Sshd, keygen } from './fixture/sshd.ts'
+import { freePort } from './fixture/util.ts'
 
 const stack = useStack({ tokenAuth: true })
 // node-postgres, as a plain client of the proxy (no typings installed for it).
 interface PgClient { connect(): Promise<void>; query(sql: string): Promise<{ rows: unknown[] }>; end(): Promise<void> }
 const pg = createRequire(import.meta.url)('pg') as { Client: new (o: object) => PgClient }
-const SSHD = '/usr/sbin/sshd'
 const BIN = fileURLToPath(new URL('../bin/dsql-tunnel.js', import.meta.url))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-function keygen(file: string, passphrase = '', type = 'ed25519'): string {
-  execFileSync('ssh-keygen', ['-q', '-t', type, '-N', passphrase, '-C', '', '-f', file], { stdio: 'ignore' })
-  return fs.readFileSync(`${file}.pub`, 'utf8').trim()
-}
-
-/** Every descendant of `pid` (sshd's per-connection children start their own sessions). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      const list = children.get(ppid) ?? []
-      list.push(Number(name))
-      children.set(ppid, list)
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  const out: number[] = []
-  const walk = (p: number, depth: number) => {
-    if (depth > 8) return
-    for (const c of children.get(p) ?? []) {
-      out.push(c)
-      walk(c, depth + 1)
-    }
-  }
-  walk(pid, 0)
-  return out
-}
-
-/** An OpenSSH sshd on 127.0.0.1 that forwards only to the gate. */
-class Sshd {
-  child?: ChildProcess
-  log = ''
-  readonly hostKeyPub: string
-  constructor(
-    readonly dir: string,
-    readonly port: number,
-    readonly permitOpen: string,
-    readonly authorized: string[],
-    readonly hostKey = path.join(dir, 'host_ed25519'),
-  ) {
-    if (!fs.existsSync(hostKey)) keygen(hostKey)
-    this.hostKeyPub = fs.readFileSync(`${hostKey}.pub`, 'utf8').trim()
-    fs.writeFileSync(path.join(dir, 'authorized_keys'), authorized.join('\n') + '\n')
-    fs.writeFileSync(
-      path.join(dir, 'sshd_config'),
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${hostKey}`,
-        `PidFile ${path.join(dir, 'sshd.pid')}`,
-        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-        'StrictModes no',
-        'UsePAM no',
-        'PermitRootLogin prohibit-password',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'AllowTcpForwarding local',
-        `PermitOpen ${permitOpen}`,
-        'AllowAgentForwarding no',
-        'X11Forwarding no',
-        'PermitTTY no',
-        'MaxStartups 50',
-        'MaxSessions 200',
-        'LogLevel VERBOSE',
-        '',
-      ].join('\n'),
-    )
-  }
-
-  /** `[127.0.0.1]:port key`, as known_hosts records it. */
-  knownHostsLine(): string {
-    return `[127.0.0.1]:${this.port} ${this.hostKeyPub}`
-  }
-
-  async start(): Promise<void> {
-    fs.mkdirSync('/run/sshd', { recursive: true })
-    const child = spawn(SSHD, ['-D', '-e', '-f', path.join(this.dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] })
-    this.child = child
-    child.stdout!.on('data', (d) => (this.log += d))
-    child.stderr!.on('data', (d) => (this.log += d))
-    const deadline = Date.now() + 10_000
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`sshd exited: ${this.log}`)
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(this.port, '127.0.0.1')
-        s.once('data', () => (s.destroy(), resolve(true)))
-        s.once('error', () => resolve(false))
-        s.setTimeout(1000, () => (s.destroy(), resolve(false)))
-      })
-      if (up) return
-      await sleep(50)
-    }
-    throw new Error(`sshd did not start: ${this.log}`)
-  }
-
-  /** SIGKILL for sshd and every per-connection child: the sessions die with no goodbye. */
-  async kill(): Promise<void> {
-    const child = this.child
-    if (!child?.pid || child.exitCode !== null) return
-    for (const pid of [child.pid, ...descendants(child.pid)]) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // Already gone.
-      }
-    }
-    if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r))
-  }
-}
 
 let dir = ''
 let sshd: Sshd
@@ -379,6 +255,26 @@ describe('ssh tunnel', () => {
     assert.ok(logins <= 1, `${logins} SSH logins for 100 connections`)
   })
 
+  test('megabytes each way and 200 pipelined queries: every byte arrives, in order', async () => {
+    const s = stack()
+    const c = new Client(viaSsh(s))
+    await c.connect()
+    try {
+      // Writes larger than an SSH packet (32 KiB), and a result of many packets.
+      const big = Array.from({ length: 3 * 1024 * 1024 }, (_, i) => String.fromCharCode(97 + ((i * 7) % 26))).join('')
+      const echoed = await c.query('select $1::text as t, md5($1::text) as h', [big])
+      assert.equal(echoed.rows[0].h, createHash('md5').update(big).digest('hex'), 'the server got every byte')
+      assert.ok(echoed.rows[0].t === big, 'the text came back unchanged')
+      const rows = await c.query("select g as i, repeat('x', 100) as pad from generate_series(1, 50000) g")
+      assert.equal(rows.rows.length, 50000)
+      assert.deepEqual([rows.rows[0].i, rows.rows[49999].i, rows.rows[49999].pad.length], [1, 50000, 100])
+      const r = await Promise.all(Array.from({ length: 200 }, (_, i) => c.query('select $1::int as i', [i])))
+      assert.deepEqual(r.map((x) => x.rows[0].i), Array.from({ length: 200 }, (_, i) => i))
+    } finally {
+      await c.end()
+    }
+  })
+
   test('a cancel goes through the tunnel (the server reports 57014)', async () => {
     const s = stack()
     const c = new Client(viaSsh(s))
@@ -479,6 +375,66 @@ describe('ssh tunnel', () => {
       }
     })
     assert.ok(fs.existsSync(marker), 'the ProxyCommand carried the session')
+  })
+
+  test('~/.ssh/config ProxyJump (and Include): a pool through one and two jump hosts, host keys checked at every hop', async () => {
+    const s = stack()
+    const jumpPort = await freePort()
+    // The jump host may forward to itself (for a chain of two) and to the bastion, nowhere else.
+    const jump = new Sshd(fs.mkdtempSync(path.join(dir, 'jump-')), jumpPort, `127.0.0.1:${jumpPort} 127.0.0.1:${sshd.port}`, [fs.readFileSync(`${plainKey}.pub`, 'utf8')])
+    started.push(jump)
+    await jump.start()
+    const home = path.join(dir, 'home-jump')
+    const ssh = path.join(home, '.ssh')
+    fs.mkdirSync(path.join(ssh, 'conf.d'), { recursive: true })
+    fs.copyFileSync(plainKey, path.join(ssh, 'id_ed25519'))
+    const knownHosts = path.join(ssh, 'known_hosts')
+    fs.writeFileSync(
+      path.join(ssh, 'config'),
+      [
+        'Include conf.d/*.conf',
+        'Host bastion-1',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        '  User root',
+        `  ProxyJump root@127.0.0.1:${jumpPort}`,
+        'Host bastion-2',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd.port}`,
+        '  User root',
+        '  ProxyJump jump, jump',
+        '',
+      ].join('\n'),
+    )
+    fs.writeFileSync(path.join(ssh, 'conf.d', 'jump.conf'), ['Host jump', '  HostName 127.0.0.1', `  Port ${jumpPort}`, '  User root', ''].join('\n'))
+    const logins = (d: Sshd) => (d.log.match(/Accepted publickey/g) ?? []).length
+    await withEnv({ HOME: home, SSH_AUTH_SOCK: undefined }, async () => {
+      fs.writeFileSync(knownHosts, `${jump.knownHostsLine()}\n${sshd.knownHostsLine()}\n`)
+      for (const [alias, hops] of [['bastion-1', 1], ['bastion-2', 2]] as const) {
+        const [atJump, atBastion, seen] = [logins(jump), logins(sshd), s.gate.log.length]
+        const pool = new Pool(viaSsh(s, {}, { tunnel: `ssh://${alias}`, max: 3 }))
+        try {
+          const rows = await Promise.all(Array.from({ length: 6 }, (_, i) => pool.query('select $1::int as i', [i])))
+          assert.deepEqual(rows.map((r) => r.rows[0].i), [0, 1, 2, 3, 4, 5])
+        } finally {
+          await pool.end()
+        }
+        assert.equal(logins(jump) - atJump, hops, `${alias}: one login per hop at the jump host`)
+        assert.equal(logins(sshd) - atBastion, 1, `${alias}: one session at the bastion for the pool`)
+        const startups = s.gate.log.slice(seen).filter((r) => r.kind === 'startup')
+        assert.ok(startups.length >= 1 && startups.every((r) => r.sni === s.host && r.tokenCheck?.ok === true))
+      }
+      // Each hop's key is checked: without the jump host's line, or the bastion's, nothing connects.
+      const cases = [
+        [`${sshd.knownHostsLine()}\n`, jump, `ssh://root@bastion-1`],
+        [`${jump.knownHostsLine()}\n`, sshd, `ssh://bastion-1:${sshd.port}`],
+      ] as const
+      for (const [lines, unknown, tunnel] of cases) {
+        fs.writeFileSync(knownHosts, lines)
+        const e = await rejectsWith(new Client(viaSsh(s, {}, { tunnel })).connect(), 'SSH_HOST_KEY_UNKNOWN')
+        assert.ok(e.message.includes(unknown.knownHostsLine()), e.message)
+      }
+    })
   })
 
   test('a session with no connections left is closed after a few seconds (pool.end() closes it)', async () => {

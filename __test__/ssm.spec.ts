@@ -115,6 +115,42 @@ describe('ssm tunnel (with a stand-in for the AWS CLI)', () => {
     })
   })
 
+  test('connections that die with the CLI fail TUNNEL_LOST, a client too; later queries start it again', async () => {
+    const s = stack()
+    await withEnv(env(), async () => {
+      const pool = new Pool({ ...viaSsm(s, 'ssm://i-0lost'), max: 2 } as ClientConfig)
+      pool.on('error', () => {})
+      const client = new Client(viaSsm(s, 'ssm://i-0lost'))
+      client.on('error', () => {})
+      try {
+        await client.connect()
+        assert.equal((await pool.query('select 1 as one')).rows[0].one, 1)
+        const mine = () => runs().filter((r) => r.args.includes('i-0lost'))
+        assert.equal(mine().length, 1, 'the pool and the client share one CLI process')
+        const inFlight = [pool.query('select pg_sleep(20)'), client.query('select pg_sleep(20)')]
+        await sleep(300)
+        process.kill(mine()[0].pid, 'SIGKILL')
+        for (const q of await Promise.allSettled(inFlight)) {
+          const e = await rejectsWith(q.status === 'rejected' ? Promise.reject(q.reason) : Promise.resolve(q.value), 'TUNNEL_LOST')
+          assert.match(e.message, /aws ssm start-session --target i-0lost exited/, e.message)
+        }
+        let ok = false
+        for (let attempt = 0; attempt < 10 && !ok; attempt++) {
+          try {
+            ok = (await pool.query('select 8 as eight')).rows[0].eight === 8
+          } catch {
+            await sleep(200)
+          }
+        }
+        assert.ok(ok, 'a query succeeds after the CLI died')
+        assert.equal(mine().length, 2, 'the CLI was started again')
+      } finally {
+        await client.end().catch(() => {})
+        await pool.end()
+      }
+    })
+  })
+
   test('the CLI does not outlive the process that started it', async () => {
     const s = stack()
     const before = runs().length

@@ -2,11 +2,14 @@
 // to the same gate and PostgreSQL, with full certificate verification. Each driver runs in its own
 // process (the gate lives in this one); rounds are interleaved (A B C D, B C D A, …) and the
 // report gives medians. See BENCHMARKS.md for what each workload does.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startStack, type Stack } from '../__test__/fixture/stack.ts';
+import { SSH, SshForward, Sshd, keygen } from '../__test__/fixture/sshd.ts';
+import { freePort } from '../__test__/fixture/util.ts';
 import { DEFAULT_PG_BIN } from '../__test__/fixture/postgres.ts';
 import { AS_PG_DRIVERS, DRIVER_NAMES, type DriverName, type Target } from './drivers/types.ts';
 import { runJsonChild } from './lib/child.ts';
@@ -14,11 +17,12 @@ import { collectMeta } from './lib/machine.ts';
 import { BENCH_DIR, PRODUCT_ADDON, PRODUCT_ENTRY, RELEASE_ADDON, ROOT_DIR, snapshotProduct } from './lib/paths.ts';
 import { parseArgs, type Plan } from './lib/plan.ts';
 import type { TargetName } from './lib/protocol.ts';
-import { COLD_KINDS, type ColdKind, type ColdMarks, type CountedProbe, type PerDriver, type Results } from './lib/results.ts';
+import { COLD_KINDS, SSH_ARMS, type ColdKind, type ColdMarks, type CountedProbe, type PerDriver, type Results, type SshArm } from './lib/results.ts';
 import { FlightCounter } from './lib/flight-counter.ts';
 import { EchoServer, echoRtt } from './lib/rtt.ts';
 import { WorkerHost } from './lib/worker-host.ts';
-import { isOrmOnly, spliceOrmSection, writeReport } from './report.ts';
+import { isSectionOnly, spliceOnly, writeReport } from './report.ts';
+import { emptySsh } from './report-ssh.ts';
 import type { RowsMemory, SoakMemory } from './rss-child.ts';
 
 const log = (msg: string): void => void process.stderr.write(`[bench ${(performance.now() / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
@@ -61,7 +65,7 @@ async function warmUp(workers: WorkerHost[], fn: (w: WorkerHost) => Promise<unkn
   for (const w of workers) await fn(w);
 }
 
-function targetsFor(stack: Stack, slowPort: number, countedPort: number): Record<TargetName, Target> {
+function targetsFor(stack: Stack, slowPort: number, countedPort: number): Record<Exclude<TargetName, 'ssh' | 'ssh-forward'>, Target> {
   const tunnel: Target = {
     host: stack.host,
     hostaddr: '127.0.0.1',
@@ -197,6 +201,70 @@ async function latencyWorkloads(
   return { delayMs, rttMs, connect, query, pipeline, counted };
 }
 
+/** Workload 12: workloads 5 and 6 through dsql-tunnel's own SSH tunnel and through `ssh -L`, to
+ * one sshd in front of the gate, in one dsql-tunnel worker; rounds alternate which arm goes first. */
+async function sshWorkloads(plan: Plan, stack: Stack, results: Results): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(stack.tmpDir, 'sshd-'));
+  const key = path.join(dir, 'id_bench');
+  const gate = `127.0.0.1:${stack.gatePort}`;
+  const sshd = new Sshd(dir, await freePort(), gate, [keygen(key)], undefined, { logLevel: 'DEBUG1' });
+  const knownHosts = path.join(dir, 'known_hosts');
+  let forward: SshForward | undefined;
+  let worker: WorkerHost | undefined;
+  try {
+    await sshd.start();
+    fs.writeFileSync(knownHosts, `${sshd.knownHostsLine()}\n`);
+    // ssh -L first, so that sshd logs its cipher before the in-process session's.
+    forward = await SshForward.start(sshd, { identityFile: key, knownHostsFile: knownHosts, to: gate });
+    const direct: Target = { ...targetsFor(stack, 0, 0).tunnel, port: stack.gatePort };
+    const ssh = { host: '127.0.0.1', port: sshd.port, user: 'root', identityFile: key, knownHostsFile: knownHosts, agent: false };
+    const targets = { ssh: { ...direct, tunnel: { ssh } }, 'ssh-forward': { ...direct, port: forward.port } };
+    worker = await WorkerHost.start('dsql-tunnel', childEnv({ BENCH_TARGETS: JSON.stringify(targets), NODE_OPTIONS: '--no-deprecation' }));
+    const w = worker;
+    const arms: Record<SshArm, 'ssh' | 'ssh-forward'> = { 'in-process': 'ssh', 'ssh -L': 'ssh-forward' };
+    const { width } = plan.pipeline;
+    const { callers, max } = plan.pool;
+    const { rounds, pipelineBatches, poolPerCaller } = plan.ssh;
+    const pipeline = (arm: SshArm, batches: number) => w.call('pipeline', { target: arms[arm], batches, width });
+    const pool = (arm: SshArm, perCaller: number) => w.call('pool', { target: arms[arm], callers, perCaller, max });
+    for (const arm of SSH_ARMS) {
+      await pipeline(arm, Math.min(pipelineBatches, 5));
+      await pool(arm, Math.min(poolPerCaller, 5));
+    }
+    const out = emptySsh();
+    const version = spawnSync(SSH, ['-V'], { encoding: 'utf8' });
+    out.openssh = (version.stderr || version.stdout).trim().split(',')[0] ?? 'OpenSSH';
+    out.negotiated = { 'ssh -L': forward.negotiated(), 'in-process': sshd.negotiated()[1] ?? 'unknown' };
+    log(`12 ssh tunnel: in-process ${out.negotiated['in-process']}, ssh -L ${out.negotiated['ssh -L']}`);
+    const qps = (s: { ms: number }, n: number): string => Math.round((n / s.ms) * 1000).toLocaleString('en');
+    const fwd = forward;
+    const forwardCpu = (out.forwardCpuMs = { pipeline: [] as number[], pool: [] as number[] });
+    /** A sample; for ssh -L, with the ssh process's CPU time during it. */
+    const sample = async (k: 'pipeline' | 'pool', arm: SshArm): Promise<void> => {
+      const cpu0 = fwd.cpuMs();
+      out[k][arm].push(await (k === 'pipeline' ? pipeline(arm, pipelineBatches) : pool(arm, poolPerCaller)));
+      if (arm === 'ssh -L') forwardCpu[k].push(fwd.cpuMs() - cpu0);
+    };
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? SSH_ARMS : [...SSH_ARMS].reverse();
+      for (const arm of order) await sample('pipeline', arm);
+      for (const arm of order) await sample('pool', arm);
+      out.load.push(os.loadavg()[0]!);
+      const last = (k: 'pipeline' | 'pool', arm: SshArm, n: number): string => qps(out[k][arm].at(-1)!, n);
+      log(
+        `12 ssh tunnel: round ${r + 1}/${rounds}: pipelined ${last('pipeline', 'in-process', pipelineBatches * width)} vs ` +
+          `${last('pipeline', 'ssh -L', pipelineBatches * width)} q/s, pool ${last('pool', 'in-process', callers * poolPerCaller)} vs ` +
+          `${last('pool', 'ssh -L', callers * poolPerCaller)} q/s (in-process vs ssh -L), load ${out.load.at(-1)!.toFixed(2)}`,
+      );
+    }
+    results.ssh = out;
+  } finally {
+    await worker?.stop();
+    await forward?.stop();
+    await sshd.kill();
+  }
+}
+
 async function memoryWorkloads(plan: Plan, stack: Stack, results: Results): Promise<void> {
   const { tunnel } = targetsFor(stack, 0, 0);
   const env = (target: Target): NodeJS.ProcessEnv => childEnv({ BENCH_TARGET: JSON.stringify(target), NODE_OPTIONS: '--no-deprecation' });
@@ -268,7 +336,7 @@ async function main(): Promise<void> {
   const { plan, out, only, from } = parseArgs(argv, path.join(ROOT_DIR, 'BENCHMARKS.md'), path.join(BENCH_DIR, '.results', 'BENCHMARKS-quick.md'));
   if (from) {
     const saved = JSON.parse(fs.readFileSync(from, 'utf8')) as Results;
-    fs.writeFileSync(out, isOrmOnly(saved) && fs.existsSync(out) ? spliceOrmSection(fs.readFileSync(out, 'utf8'), saved) : writeReport(saved));
+    fs.writeFileSync(out, isSectionOnly(saved) && fs.existsSync(out) ? spliceOnly(fs.readFileSync(out, 'utf8'), saved) : writeReport(saved));
     log(`${path.relative(process.cwd(), out)} rewritten from ${from}`);
     return;
   }
@@ -292,6 +360,7 @@ async function main(): Promise<void> {
     if ([1, 2, 3, 4, 5, 6, 9, 10, 11].some(want)) await phase(results, 'driver workers', () => driverWorkloads(plan, want, stack, results));
     if (want(8)) await phase(results, '8 memory', () => memoryWorkloads(plan, stack, results));
     if (want(7)) await phase(results, '7 cold start', () => coldStarts(plan, stack, results));
+    if (want(12)) await phase(results, '12 ssh tunnel', () => sshWorkloads(plan, stack, results));
   } finally {
     await stack.stop();
   }
@@ -302,8 +371,8 @@ async function main(): Promise<void> {
   const json = path.join(resultsDir, `${results.meta.date.replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(json, `${JSON.stringify(results, null, 1)}\n`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  // A run of only workloads 10/11 replaces their section of an existing report and keeps the rest.
-  if (isOrmOnly(results) && fs.existsSync(out)) fs.writeFileSync(out, spliceOrmSection(fs.readFileSync(out, 'utf8'), results));
+  // A run of only workloads 10/11, or only 12, replaces its section of an existing report and keeps the rest.
+  if (isSectionOnly(results) && fs.existsSync(out)) fs.writeFileSync(out, spliceOnly(fs.readFileSync(out, 'utf8'), results));
   else fs.writeFileSync(out, writeReport(results));
   log(`done in ${results.durationSeconds.toFixed(0)} s: ${path.relative(process.cwd(), out)} (raw: ${path.relative(process.cwd(), json)})`);
   if (results.errors.length) {

@@ -5,6 +5,7 @@ import { COLD_KINDS, type ColdKind, type PerDriver, type Results } from './lib/r
 import { formatMB, formatMs, formatRatio, median, summarize } from './lib/stats.ts';
 import type { SoakMemory } from './rss-child.ts';
 import type { Sample } from './workloads/index.ts';
+import { isSshOnly, SSH_BEGIN, SSH_END, sshSection } from './report-ssh.ts';
 import { ORM_PAGE, ORM_POOL_MAX, ORM_TABLE_ROWS, PRISMA_PAGE, PRISMA_POINT, SEQUELIZE_PAGE, SEQUELIZE_POINT } from './workloads/orm.ts';
 
 const D = 'dsql-tunnel' as const;
@@ -243,6 +244,7 @@ export function writeReport(r: Results): string {
   );
 
   push(...ormSection(r));
+  push(...sshSection(r));
 
   // ---- Details
   push('## Details', '', '### 7. Cold start', '');
@@ -418,7 +420,7 @@ export function writeReport(r: Results): string {
 }
 
 // ---- Workloads 10 and 11: a section of its own, so that a run of only these can replace it in
-// a report written by a full run (spliceOrmSection).
+// a report written by a full run (spliceOnly).
 const ORM_BEGIN = '<!-- workloads 10-11: written by benchmark/report.ts (ormSection) -->';
 const ORM_END = '<!-- /workloads 10-11 -->';
 const AS_PG = ['dsql-tunnel', 'pg'] as const;
@@ -528,24 +530,33 @@ const has2 = (m: Metric): boolean => AS_PG.every((d) => (m.values[d]?.length ?? 
 /** Whether a run measured workloads 10/11 and nothing else (`--only=10,11`). */
 export function isOrmOnly(r: Results): boolean {
   const others = [r.connect, r.sequential, r.bigResult, r.manyResults, r.pipeline, r.pool, r.rssRows, r.soak, r.cold];
-  return Object.keys(r.orm ?? {}).length > 0 && !r.latency && others.every((m) => Object.keys(m).length === 0);
+  return Object.keys(r.orm ?? {}).length > 0 && !r.latency && !r.ssh && others.every((m) => Object.keys(m).length === 0);
 }
 
 /**
- * `report` (a whole BENCHMARKS.md) with its workloads 10-11 section replaced by this run's, or
- * inserted before "## Details" when it has none: for runs of only those workloads.
+ * `report` (a whole BENCHMARKS.md) with the section between `begin` and `end` replaced by
+ * `section`, or inserted before "## Details" when it has none: for runs of only those workloads.
  */
-export function spliceOrmSection(report: string, r: Results): string {
-  const section = ormSection(r).join('\n');
-  const begin = report.indexOf(ORM_BEGIN);
-  const end = report.indexOf(ORM_END);
-  if (begin >= 0 && end > begin) {
-    let after = end + ORM_END.length;
+function spliceSection(report: string, begin: string, end: string, section: string): string {
+  const from = report.indexOf(begin);
+  const to = report.indexOf(end);
+  if (from >= 0 && to > from) {
+    let after = to + end.length;
     if (report[after] === '\n') after++;
     if (report[after] === '\n') after++;
-    return report.slice(0, begin) + section + report.slice(after);
+    return report.slice(0, from) + section + report.slice(after);
   }
   const at = report.indexOf('\n## Details\n');
   if (at < 0) return `${report.trimEnd()}\n\n${section}`;
   return `${report.slice(0, at + 1)}${section}${report.slice(at + 1)}`;
 }
+
+/** A run of only workloads 10-11 or only 12 written into `report`, which keeps the rest. */
+export function spliceOnly(report: string, r: Results): string {
+  if (isOrmOnly(r)) return spliceSection(report, ORM_BEGIN, ORM_END, ormSection(r).join('\n'));
+  if (isSshOnly(r)) return spliceSection(report, SSH_BEGIN, SSH_END, sshSection(r).join('\n'));
+  return report;
+}
+
+/** Whether `r` measured only workloads 10-11 or only 12. */
+export const isSectionOnly = (r: Results): boolean => isOrmOnly(r) || isSshOnly(r);

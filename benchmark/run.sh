@@ -28,6 +28,11 @@ if ! need pg_config || [ ! -f "$(pg_config --includedir)/libpq-fe.h" ]; then
   step "libpq-dev (for pg-native)"
   apt_install libpq-dev
 fi
+# Workload 12 runs an OpenSSH sshd on 127.0.0.1, and ssh -L to it.
+if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/ssh ]; then
+  step "openssh-server and openssh-client (for workload 12)"
+  apt_install openssh-server openssh-client
+fi
 node --version
 
 step "npm dependencies (root)"

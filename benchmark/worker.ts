@@ -14,9 +14,9 @@ async function main(): Promise<void> {
   const driver = await loadDriver(name);
   const targets = JSON.parse(process.env.BENCH_TARGETS ?? '{}') as Record<TargetName, Target>;
 
-  // One long-lived connection per target, and one pool per size, reused across rounds.
+  // One long-lived connection per target, and one pool per target and size, reused across rounds.
   const conns = new Map<TargetName, Queryable>();
-  const pools = new Map<number, Queryable>();
+  const pools = new Map<string, Queryable>();
   const conn = async (t: TargetName): Promise<Queryable> => {
     let c = conns.get(t);
     if (!c) conns.set(t, (c = await driver.connect(targets[t])));
@@ -56,9 +56,10 @@ async function main(): Promise<void> {
     bigResult: async ({ rows }) => bigResult(await conn('tunnel'), rows),
     manyResults: async ({ queries }) => manyResults(await conn('tunnel'), queries),
     pipeline: async ({ target, batches, width }) => pipelined(await conn(target), batches, width),
-    async pool({ callers, perCaller, max }) {
-      let p = pools.get(max);
-      if (!p) pools.set(max, (p = await driver.pool(targets.tunnel, max)));
+    async pool({ callers, perCaller, max, target = 'tunnel' }) {
+      const key = `${target} ${max}`;
+      let p = pools.get(key);
+      if (!p) pools.set(key, (p = await driver.pool(targets[target], max)));
       return pooled(p, callers, perCaller);
     },
     queryLatency: async ({ target, samples }) => queryLatency(await conn(target), samples),

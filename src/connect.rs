@@ -242,9 +242,7 @@ pub(crate) async fn dial(config: &Config) -> Result<Stream, Error> {
         }
         Some(crate::tunnel::Spec::Ssm(ssm)) => {
             let far = config.hostaddr.as_ref().map_or_else(|| config.host.clone(), |a| a.to_string());
-            let tcp = crate::tunnel::ssm::open(ssm, &far, config.port).await?;
-            tcp.set_nodelay(true).ok();
-            Ok(Stream::Tcp(tcp))
+            Ok(Stream::Ssm(crate::tunnel::ssm::open(ssm, &far, config.port).await?))
         }
         None => dial_tcp(config).await.map(Stream::Tcp),
     }

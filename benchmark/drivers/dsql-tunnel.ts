@@ -19,6 +19,7 @@ const config = (t: Target): ClientConfig => ({
   password: t.password,
   database: t.database,
   sslrootcert: t.caFile,
+  ...(t.tunnel ? { tunnel: t.tunnel as ClientConfig['tunnel'] } : {}),
 });
 
 let asPg: PgModule | undefined;

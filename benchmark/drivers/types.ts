@@ -15,6 +15,9 @@ export interface Target {
   /** Omitted only where a token is minted (cold start). */
   password: string;
   database: string;
+  /** A tunnel the driver opens itself (dsql-tunnel's `tunnel` option, workload 12); TCP then goes
+   * to `hostaddr:port` from the tunnel's far end. No other driver takes one. */
+  tunnel?: unknown;
 }
 
 export type Row = Record<string, unknown>;

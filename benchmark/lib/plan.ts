@@ -17,6 +17,9 @@ export interface Plan {
   cold: { rounds: number };
   /** Workloads 10 and 11: queries per sample, for the 1,000-row pages and the point selects. */
   orm: { rounds: number; pageQueries: number; pointQueries: number };
+  /** Workload 12: workloads 5 and 6 (their width, callers and pool size) through dsql-tunnel's own
+   * SSH tunnel and through `ssh -L`, with these batches and queries per caller. */
+  ssh: { rounds: number; pipelineBatches: number; poolPerCaller: number };
 }
 
 export const FULL: Plan = {
@@ -32,6 +35,7 @@ export const FULL: Plan = {
   soak: { queries: 1_000_000, drivers: ['dsql-tunnel', 'pg'], capSeconds: 330, path: 'direct' },
   cold: { rounds: 7 },
   orm: { rounds: 15, pageQueries: 60, pointQueries: 1_000 },
+  ssh: { rounds: 7, pipelineBatches: 50, poolPerCaller: 50 },
 };
 
 export const QUICK: Plan = {
@@ -47,6 +51,7 @@ export const QUICK: Plan = {
   soak: { queries: 50_000, drivers: ['dsql-tunnel', 'pg'], capSeconds: 60, path: 'direct' },
   cold: { rounds: 3 },
   orm: { rounds: 5, pageQueries: 20, pointQueries: 300 },
+  ssh: { rounds: 3, pipelineBatches: 10, poolPerCaller: 10 },
 };
 
 export interface Options {
@@ -64,7 +69,7 @@ export const USAGE = `usage: npm run bench [-- --quick] [--soak=N] [--soak-drive
   --soak=N          queries in the RSS soak (workload 8; default 1000000, quick 50000)
   --soak-drivers=…  drivers to soak (default dsql-tunnel,pg; all: ${DRIVER_NAMES.join(',')})
   --soak-path=…     direct (default: straight to PostgreSQL over TLS) or tunnel (through the tunnel and gate, 2-3× slower)
-  --only=…          run only these workloads (1-11)
+  --only=…          run only these workloads (1-12)
   --out=FILE        where the report goes (default BENCHMARKS.md at the repository root)
   --from=FILE.json  write the report again from a saved run (benchmark/.results/*.json), running nothing`;
 

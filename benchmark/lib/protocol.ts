@@ -3,8 +3,9 @@ import type { QueryLatency, Sample } from '../workloads/index.ts';
 import type { OrmQuery, OrmShape } from '../workloads/orm.ts';
 
 /** `tunnel`: the plain tunnel; `slow-tunnel`: the one that adds latency each way; `counted`: a
- * relay that counts round trips, in front of the slow tunnel. */
-export type TargetName = 'tunnel' | 'slow-tunnel' | 'counted';
+ * relay that counts round trips, in front of the slow tunnel. Workload 12: `ssh`, the gate through
+ * dsql-tunnel's own SSH tunnel to an sshd; `ssh-forward`, the same through `ssh -L` to that sshd. */
+export type TargetName = 'tunnel' | 'slow-tunnel' | 'counted' | 'ssh' | 'ssh-forward';
 
 /** Each call: [parameters, result]. */
 export interface Calls {
@@ -13,7 +14,7 @@ export interface Calls {
   bigResult: [{ rows: number }, Sample];
   manyResults: [{ queries: number }, Sample];
   pipeline: [{ target: TargetName; batches: number; width: number }, Sample];
-  pool: [{ callers: number; perCaller: number; max: number }, Sample];
+  pool: [{ callers: number; perCaller: number; max: number; target?: TargetName }, Sample];
   queryLatency: [{ target: TargetName; samples: number }, QueryLatency];
   /** Round-trip probes: open a connection, run a query (a new text, or the last one again), close. */
   probeOpen: [{ target: TargetName }, number];

@@ -33,6 +33,23 @@ export interface CountedProbe {
   repeatQueryMs: number;
 }
 
+/** Workload 12's two ways through one sshd: dsql-tunnel's own SSH session, and `ssh -L`. */
+export const SSH_ARMS = ['in-process', 'ssh -L'] as const;
+export type SshArm = (typeof SSH_ARMS)[number];
+
+export interface SshResults {
+  /** The cipher and MAC each arm's session negotiated with sshd. */
+  negotiated: Record<SshArm, string>;
+  /** OpenSSH's version (`ssh -V`), client and server. */
+  openssh: string;
+  pipeline: Record<SshArm, Sample[]>;
+  pool: Record<SshArm, Sample[]>;
+  /** CPU time of the ssh process during each `ssh -L` sample (ms), beside the driver's own. */
+  forwardCpuMs?: { pipeline: number[]; pool: number[] };
+  /** The 1-minute load average after each round. */
+  load: number[];
+}
+
 export interface Results {
   meta: Meta;
   plan: Plan;
@@ -64,6 +81,8 @@ export interface Results {
   /** Workloads 10 and 11 (`prisma-page`, `prisma-point`, `sequelize-page`, `sequelize-point`),
    * for the drivers that can be loaded as pg. Absent in runs from before they existed. */
   orm?: Partial<Record<`${OrmShape}-${OrmQuery}`, PerDriver<Sample[]>>>;
+  /** Workload 12, absent in runs from before it existed. */
+  ssh?: SshResults;
   /** Phases that failed; the run goes on without them. */
   errors: { phase: string; message: string }[];
 }

@@ -113,7 +113,7 @@ impl Spec {
     }
 }
 
-fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or("an IPv6 address opened with [ needs its ]")?;
         (h, after.strip_prefix(':'))
@@ -264,6 +264,7 @@ pub fn lost_in(e: &(dyn std::error::Error + 'static)) -> Option<crate::error::Er
 pub enum Stream {
     Tcp(TcpStream),
     Ssh(Box<ssh::Channel>),
+    Ssm(ssm::Connection),
 }
 
 impl Stream {
@@ -272,6 +273,7 @@ impl Stream {
         match self {
             Stream::Tcp(_) => Lost::default(),
             Stream::Ssh(c) => c.lost.clone(),
+            Stream::Ssm(c) => c.lost.clone(),
         }
     }
 }
@@ -281,6 +283,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Ssh(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Ssm(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -290,18 +293,21 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Ssh(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Ssm(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Ssh(s) => Pin::new(s).poll_flush(cx),
+            Stream::Ssm(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Ssh(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Ssm(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
     fn poll_write_vectored(
@@ -312,12 +318,14 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Ssh(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Ssm(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
         match self {
             Stream::Tcp(s) => s.is_write_vectored(),
             Stream::Ssh(s) => s.is_write_vectored(),
+            Stream::Ssm(s) => s.is_write_vectored(),
         }
     }
 }

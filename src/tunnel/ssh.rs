@@ -24,6 +24,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a session with no channels stays open: a pool's `end()` closes its session after it,
 /// and a client that reconnects at once does not pay for a new handshake.
 const IDLE_CLOSE: Duration = Duration::from_secs(5);
+/// russh reads each packet's length, then the packet, straight from the stream: through a buffer,
+/// one read takes in every packet that has arrived. OpenSSH's ssh reads 16 KiB at a time.
+const READ_BUFFER: usize = 64 * 1024;
+/// The most one channel write sends as one SSH packet: russh's default maximum packet size.
+const MAX_PACKET: usize = 32 * 1024;
+/// AES-GCM first: with ring on CPUs with AES instructions (every x86-64 and Graviton server), it
+/// seals and opens a packet 5-8× faster than ring's chacha20-poly1305@openssh.com, russh's first
+/// choice (measured: 0.4 µs against 2.3 µs for 512 bytes, 11 µs against 85 µs for 32 KiB).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
 
 static SESSIONS: LazyLock<Mutex<HashMap<SshSpec, Arc<Slot>>>> = LazyLock::new(Default::default);
 
@@ -49,6 +65,8 @@ struct Live {
     channels: AtomicUsize,
     /// The ProxyCommand carrying the session, killed with it.
     _proxy: Option<tokio::process::Child>,
+    /// The jump hosts' sessions carrying this one, outermost first.
+    _jumps: Vec<Handle<Checker>>,
 }
 
 /// What an open session is: for diagnostics.
@@ -174,7 +192,13 @@ pub async fn open(spec: &SshSpec, host: &str, port: u16) -> Result<Channel, Erro
         match live.handle.channel_open_direct_tcpip(host, port.into(), "127.0.0.1", 0).await {
             Ok(ch) => {
                 live.channels.fetch_add(1, Ordering::AcqRel);
-                return Ok(Channel { inner: ch.into_stream(), session: live, slot, lost: Lost::default() });
+                return Ok(Channel {
+                    inner: ch.into_stream(),
+                    session: live,
+                    slot,
+                    lost: Lost::default(),
+                    gather: Vec::new(),
+                });
             }
             Err(russh::Error::ChannelOpenFailure(reason)) => {
                 return Err(failure(
@@ -245,48 +269,89 @@ struct Target {
     user: String,
     identity_files: Option<Vec<PathBuf>>,
     proxy_command: Option<String>,
+    /// Jump hosts to pass through first (`ProxyJump`), the first one dialled directly.
+    jumps: Vec<Target>,
+    /// How errors name this hop.
+    shown: String,
 }
 
-fn target(spec: &SshSpec) -> Target {
+fn config_for(host: &str) -> super::ssh_config::HostConfig {
     let home = super::home();
     let file = home.as_ref().map(|h| h.join(".ssh").join("config"));
-    let found = file.map(|f| super::ssh_config::for_host(&f, &spec.host, home.as_deref())).unwrap_or_default();
-    let files = spec.identity_file.clone().map(|f| vec![f]);
-    Target {
-        host: found.host_name.unwrap_or_else(|| spec.host.clone()),
-        port: spec.port.or(found.port).unwrap_or(22),
-        user: spec.user.clone().or(found.user).unwrap_or_else(local_user),
-        identity_files: files.or((!found.identity_files.is_empty()).then_some(found.identity_files)),
-        proxy_command: found.proxy_command,
-    }
+    file.map(|f| super::ssh_config::for_host(&f, host, home.as_deref())).unwrap_or_default()
 }
 
-async fn connect(spec: &SshSpec) -> Result<Live, Error> {
-    let target = target(spec);
-    let known_hosts = known_hosts_path(spec);
-    let verdict = Arc::new(Mutex::new(None));
-    let ended = Arc::new(Ended::default());
-    let checker = Checker {
-        host: target.host.clone(),
-        port: target.port,
-        known_hosts: known_hosts.clone(),
-        verdict: verdict.clone(),
-        ended: ended.clone(),
+fn target(spec: &SshSpec) -> Result<Target, Error> {
+    let found = config_for(&spec.host);
+    let files = spec.identity_file.clone().map(|f| vec![f]);
+    let shown = super::Spec::Ssh(spec.clone()).describe();
+    let jumps = found.proxy_jump().iter().map(|j| jump(j, spec, &shown)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Target {
+        host: found.host_name.clone().unwrap_or_else(|| spec.host.clone()),
+        port: spec.port.or(found.port).unwrap_or(22),
+        user: spec.user.clone().or_else(|| found.user.clone()).unwrap_or_else(local_user),
+        identity_files: files.or((!found.identity_files.is_empty()).then(|| found.identity_files.clone())),
+        proxy_command: found.proxy_command().map(str::to_string),
+        jumps,
+        shown,
+    })
+}
+
+/// One `ProxyJump` entry, `[user@]host[:port]` (or `ssh://…`), completed from its own `Host`
+/// blocks; its keys are its `IdentityFile`s, else the setting's `identityFile`, else the defaults.
+fn jump(entry: &str, spec: &SshSpec, via: &str) -> Result<Target, Error> {
+    let bad = |why: String| failure(TunnelFailure::ConnectFailed, format!("ProxyJump {entry:?} for {via}: {why}"));
+    let rest = entry.strip_prefix("ssh://").unwrap_or(entry).trim_end_matches('/');
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+        Some(_) => return Err(bad("the user before @ is empty".into())),
+        None => (None, rest),
     };
+    let (host, port) = super::split_host_port(hostport).map_err(bad)?;
+    let found = config_for(&host);
+    let user = user.or(found.user).unwrap_or_else(local_user);
+    let port = port.or(found.port).unwrap_or(22);
+    let identity_files = if found.identity_files.is_empty() {
+        spec.identity_file.clone().map(|f| vec![f])
+    } else {
+        Some(found.identity_files)
+    };
+    let name = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    Ok(Target {
+        host: found.host_name.unwrap_or(host),
+        port,
+        user: user.clone(),
+        identity_files,
+        proxy_command: None,
+        jumps: Vec::new(),
+        shown: format!("ssh://{user}@{name}:{port} (ProxyJump for {via})"),
+    })
+}
+
+/// What an SSH session runs over: TCP, a ProxyCommand's pipes, or a jump host's channel.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+async fn connect(spec: &SshSpec) -> Result<Live, Error> {
+    let mut target = target(spec)?;
     let config = Arc::new(client::Config {
         keepalive_interval: Some(KEEPALIVE),
         keepalive_max: KEEPALIVE_MAX,
         nodelay: true,
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() },
         ..Default::default()
     });
-    let shown = super::Spec::Ssh(spec.clone()).describe();
-    let unreachable =
-        |e: io::Error| failure(TunnelFailure::ConnectFailed, format!("could not reach the bastion {shown}: {e}"));
+    let mut hops = std::mem::take(&mut target.jumps);
+    hops.push(target);
+    let first = &hops[0];
+    let unreachable = |e: io::Error| {
+        failure(TunnelFailure::ConnectFailed, format!("could not reach the bastion {}: {e}", first.shown))
+    };
     let mut proxy = None;
-    let handle = match &target.proxy_command {
+    let mut stream: Box<dyn Transport> = match &first.proxy_command {
         // As ssh runs it: through the shell, the SSH stream on its stdin and stdout.
         Some(command) => {
-            let command = super::ssh_config::expand_tokens(command, &target.host, target.port, &target.user);
+            let command = super::ssh_config::expand_tokens(command, &first.host, first.port, &first.user);
             let mut child = tokio::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(&command)
@@ -300,14 +365,60 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
                 return Err(unreachable(io::Error::other("the ProxyCommand has no stdin/stdout")));
             };
             proxy = Some(child);
-            client::connect_stream(config, tokio::io::join(out, inp), checker).await
+            Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, tokio::io::join(out, inp)))
         }
         None => {
-            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(unreachable)?;
+            let tcp = tokio::net::TcpStream::connect((first.host.as_str(), first.port)).await.map_err(unreachable)?;
             tcp.set_nodelay(true).ok();
-            client::connect_stream(config, tcp, checker).await
+            Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, QuickAck(tcp)))
         }
     };
+    // Each jump host's session carries the next one in a direct-tcpip channel, host keys and
+    // authentication checked at every hop; a jump session that dies ends the ones inside it.
+    let (bastion, through) = hops.split_last().expect("the bastion is the last hop");
+    let mut jumps = Vec::new();
+    for (hop, next) in through.iter().zip(&hops[1..]) {
+        let (handle, _, _) = handshake(config.clone(), stream, hop, spec).await?;
+        let channel = handle
+            .channel_open_direct_tcpip(next.host.as_str(), next.port.into(), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                failure(
+                    TunnelFailure::ConnectFailed,
+                    format!(
+                        "the jump host {} could not open a connection to {}:{} ({e}): check that it can reach it \
+                         and that its sshd allows forwarding there (AllowTcpForwarding, PermitOpen)",
+                        hop.shown, next.host, next.port
+                    ),
+                )
+            })?;
+        stream = Box::new(channel.into_stream());
+        jumps.push(handle);
+    }
+    let (handle, ended, info) = handshake(config, stream, bastion, spec).await?;
+    Ok(Live { handle, ended, info, channels: AtomicUsize::new(0), _proxy: proxy, _jumps: jumps })
+}
+
+/// The SSH handshake over `stream` with `hop`: its host key checked against known_hosts, then
+/// authentication.
+async fn handshake(
+    config: Arc<client::Config>,
+    stream: Box<dyn Transport>,
+    hop: &Target,
+    spec: &SshSpec,
+) -> Result<(Handle<Checker>, Arc<Ended>, Info), Error> {
+    let known_hosts = known_hosts_path(spec);
+    let verdict = Arc::new(Mutex::new(None));
+    let ended = Arc::new(Ended::default());
+    let checker = Checker {
+        host: hop.host.clone(),
+        port: hop.port,
+        known_hosts: known_hosts.clone(),
+        verdict: verdict.clone(),
+        ended: ended.clone(),
+    };
+    let shown = &hop.shown;
+    let handle = client::connect_stream(config, stream, checker).await;
     let verdict = verdict.lock().expect("verdict").clone();
     let (mut handle, host_key) = match (handle, verdict) {
         (Ok(h), Some(Verdict::Known(fingerprint))) => (h, fingerprint),
@@ -344,8 +455,8 @@ async fn connect(spec: &SshSpec) -> Result<Live, Error> {
             return Err(failure(TunnelFailure::ConnectFailed, format!("the bastion {shown} showed no host key")))
         }
     };
-    let auth = authenticate(&mut handle, spec, &target, &shown).await?;
-    Ok(Live { handle, ended, info: Info { auth, host_key }, channels: AtomicUsize::new(0), _proxy: proxy })
+    let auth = authenticate(&mut handle, spec, hop, shown).await?;
+    Ok((handle, ended, Info { auth, host_key }))
 }
 
 fn local_user() -> String {
@@ -469,6 +580,8 @@ pub struct Channel {
     session: Arc<Live>,
     slot: Arc<Slot>,
     pub(super) lost: Lost,
+    /// Scratch space for vectored writes, kept between them.
+    gather: Vec<u8>,
 }
 
 impl Drop for Channel {
@@ -510,6 +623,18 @@ impl AsyncRead for Channel {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() == before && this.dead() => Poll::Ready(Err(this.lost_now())),
             Poll::Ready(Err(_)) if this.dead() => Poll::Ready(Err(this.lost_now())),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                // Each poll gives one SSH packet's data: take the ones already here too, so TLS
+                // decrypts them in one go (bounded by the buffer; an end of stream waits for the next read).
+                while buf.remaining() > 0 {
+                    let got = buf.filled().len();
+                    match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                        Poll::Ready(Ok(())) if buf.filled().len() > got => continue,
+                        _ => break,
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
             other => other,
         }
     }
@@ -523,6 +648,34 @@ impl AsyncWrite for Channel {
             other => other,
         }
     }
+    /// TLS hands over its records as separate slices: gathered, they leave as one SSH packet
+    /// rather than one each.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
+        match (nonempty.next(), nonempty.next()) {
+            (None, _) => Poll::Ready(Ok(0)),
+            (Some(only), None) => Pin::new(this).poll_write(cx, only),
+            _ => {
+                let mut gathered = std::mem::take(&mut this.gather);
+                gathered.clear();
+                for b in bufs {
+                    let take = b.len().min(MAX_PACKET - gathered.len());
+                    gathered.extend_from_slice(&b[..take]);
+                }
+                let r = Pin::new(&mut *this).poll_write(cx, &gathered);
+                this.gather = gathered;
+                r
+            }
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
@@ -532,5 +685,46 @@ impl AsyncWrite for Channel {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The TCP connection to the bastion, acknowledging what it reads at once. OpenSSH's sshd sets
+/// TCP_NODELAY only for sessions with a terminal: without a prompt ACK, the rest of a response it
+/// writes as several packets waits under Nagle for our delayed ACK (40 ms on Linux).
+struct QuickAck(tokio::net::TcpStream);
+
+impl AsyncRead for QuickAck {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.0).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            // Not sticky: the kernel may fall back to delayed ACKs, so set again after each read.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            let _ = socket2::SockRef::from(&this.0).set_tcp_quickack(true);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }

@@ -1,8 +1,11 @@
 //! The common keys of `~/.ssh/config`, as ssh reads them: for each key the first value from the
 //! `Host` blocks whose patterns match the name given (`*`, `?`, `!negation`), explicit settings
-//! winning over all of them. `Match` blocks and `Include` are not read.
+//! winning over all of them. `Include` is read where it stands; `Match` blocks are not.
 
 use std::path::{Path, PathBuf};
+
+/// How deep `Include`s may nest, as in ssh.
+const INCLUDE_DEPTH: usize = 16;
 
 /// What the config file says about one host.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -11,7 +14,34 @@ pub struct HostConfig {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_files: Vec<PathBuf>,
-    pub proxy_command: Option<String>,
+    /// `ProxyCommand` or `ProxyJump`, whichever comes first (as ssh: each blocks the other).
+    pub proxy: Option<Proxy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proxy {
+    /// A command whose stdin and stdout carry the session.
+    Command(String),
+    /// Jump hosts, `[user@]host[:port]` each, in the order they are passed through.
+    Jump(Vec<String>),
+    /// `none`: neither.
+    None,
+}
+
+impl HostConfig {
+    pub fn proxy_command(&self) -> Option<&str> {
+        match &self.proxy {
+            Some(Proxy::Command(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn proxy_jump(&self) -> &[String] {
+        match &self.proxy {
+            Some(Proxy::Jump(j)) => j,
+            _ => &[],
+        }
+    }
 }
 
 /// Reads `path` (missing: nothing) for `host`.
@@ -21,6 +51,13 @@ pub fn for_host(path: &Path, host: &str, home: Option<&Path>) -> HostConfig {
 
 pub fn parse(text: &str, host: &str, home: Option<&Path>) -> HostConfig {
     let mut out = HostConfig::default();
+    read(text, host, home, &mut out, 0);
+    out
+}
+
+/// One file's lines into `out`; `Include`d files are read where they stand, with the `Host`
+/// block that includes them deciding whether their lines before a `Host` of their own apply.
+fn read(text: &str, host: &str, home: Option<&Path>, out: &mut HostConfig, depth: usize) {
     // Lines before the first Host apply to every host.
     let mut applies = true;
     for line in text.lines() {
@@ -43,13 +80,52 @@ pub fn parse(text: &str, host: &str, home: Option<&Path>) -> HostConfig {
             "user" if out.user.is_none() => out.user = Some(value.to_string()),
             "port" if out.port.is_none() => out.port = value.parse().ok().filter(|&p: &u16| p > 0),
             "identityfile" => out.identity_files.push(expand(value, home)),
-            "proxycommand" if out.proxy_command.is_none() && !value.eq_ignore_ascii_case("none") => {
-                out.proxy_command = Some(value.to_string())
+            "proxycommand" | "proxyjump" if out.proxy.is_none() => {
+                out.proxy = Some(if value.eq_ignore_ascii_case("none") {
+                    Proxy::None
+                } else if key == "proxycommand" {
+                    Proxy::Command(value.to_string())
+                } else {
+                    Proxy::Jump(value.split(',').map(|j| j.trim().to_string()).filter(|j| !j.is_empty()).collect())
+                })
+            }
+            "include" if depth < INCLUDE_DEPTH => {
+                for file in value.split_whitespace().flat_map(|p| included(p, home)) {
+                    if let Ok(text) = std::fs::read_to_string(&file) {
+                        read(&text, host, home, out, depth + 1);
+                    }
+                }
             }
             _ => {}
         }
     }
-    out
+}
+
+/// The files an `Include` names: relative paths are in `~/.ssh`; `*` and `?` in the file name
+/// match, in name order.
+fn included(pattern: &str, home: Option<&Path>) -> Vec<PathBuf> {
+    let path = expand(unquote(pattern), home);
+    let path = match (path.is_relative(), home) {
+        (true, Some(h)) => h.join(".ssh").join(path),
+        _ => path,
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return vec![path];
+    }
+    let Some(dir) = path.parent() else { return Vec::new() };
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| glob(&name, &e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 fn unquote(v: &str) -> &str {
@@ -156,11 +232,38 @@ Host *
             c.identity_files,
             vec![PathBuf::from("/home/u/.ssh/bastion"), PathBuf::from("/home/u/.ssh/id_ed25519")]
         );
-        assert!(c.proxy_command.unwrap().contains("--target %h"));
+        assert!(c.proxy_command().unwrap().contains("--target %h"));
         let db = parse(CONFIG, "prod-db", home);
-        assert_eq!(db.proxy_command, None);
+        assert_eq!(db.proxy, None);
         let other = parse(CONFIG, "elsewhere", home);
         assert_eq!((other.host_name, other.port), (None, None));
+    }
+
+    #[test]
+    fn proxy_jump_and_command_block_each_other() {
+        let c = parse("Host a\n ProxyJump j1, u@j2:2200\n ProxyCommand nc %h %p\n", "a", None);
+        assert_eq!(c.proxy_jump(), ["j1".to_string(), "u@j2:2200".to_string()]);
+        assert_eq!(c.proxy_command(), None);
+        let c = parse("Host a\n ProxyCommand none\nHost *\n ProxyJump j1\n", "a", None);
+        assert_eq!((c.proxy, parse("ProxyJump j\n", "x", None).proxy_jump().len()), (Some(super::Proxy::None), 1));
+    }
+
+    #[test]
+    fn include_is_read_where_it_stands() {
+        let dir = std::env::temp_dir().join(format!("dsql-ssh-config-{}", std::process::id()));
+        let ssh = dir.join(".ssh");
+        std::fs::create_dir_all(ssh.join("conf.d")).unwrap();
+        std::fs::write(ssh.join("conf.d").join("10-bastion.conf"), "Host bastion\n  HostName 10.1.1.1\n  User ops\n")
+            .unwrap();
+        std::fs::write(ssh.join("conf.d").join("20-other"), "Host bastion\n  HostName 10.9.9.9\n  Port 2200\n")
+            .unwrap();
+        std::fs::write(ssh.join("loop"), "Include loop\n").unwrap();
+        let c = parse("Include conf.d/*\nInclude loop\nHost *\n  User fallback\n", "bastion", Some(&dir));
+        assert_eq!((c.host_name.as_deref(), c.user.as_deref(), c.port), (Some("10.1.1.1"), Some("ops"), Some(2200)));
+        // Inside a Host block that does not match, an Include adds nothing.
+        let c = parse("Host elsewhere\n  Include conf.d/*\n", "bastion", Some(&dir));
+        assert_eq!(c.host_name, None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,18 +3,26 @@
 //! and far end, forwarding a free loopback port that connections then dial. The child is watched,
 //! restarted with backoff after it exits, and stopped when this process goes away.
 
-use super::SsmSpec;
+use super::{Lost, LostError, SsmSpec};
 use crate::error::{Error, TunnelFailure};
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStdin};
+use tokio::process::ChildStdin;
+use tokio::sync::{oneshot, watch};
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+/// The CLI's sockets close as it dies, a moment before its exit is reported: how long a connection
+/// that hit the end of its stream waits to learn whether the session ended under it.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// What the CLI prints once the local port accepts connections.
 const READY_LINE: &str = "Waiting for connections";
@@ -71,8 +79,11 @@ struct State {
 }
 
 struct Running {
-    child: Child,
     local_port: u16,
+    /// `Some(why)` once the CLI has exited.
+    exited: watch::Receiver<Option<String>>,
+    /// Dropped with this, it makes the task that waits for the CLI kill it.
+    _stop: oneshot::Sender<()>,
     /// Closing it stops the CLI (see [`WATCHDOG`]).
     _stdin: ChildStdin,
 }
@@ -87,13 +98,10 @@ fn find_aws() -> Option<PathBuf> {
 }
 
 /// TCP to the local end of the setting's port-forwarding session (started if needed).
-pub async fn open(spec: &SsmSpec, host: &str, port: u16) -> Result<TcpStream, Error> {
+pub async fn open(spec: &SsmSpec, host: &str, port: u16) -> Result<Connection, Error> {
     let slot = SESSIONS.lock().expect("sessions").entry((spec.clone(), host.to_string(), port)).or_default().clone();
     let mut st = slot.state.lock().await;
-    let alive = match st.running.as_mut() {
-        Some(r) => matches!(r.child.try_wait(), Ok(None)),
-        None => false,
-    };
+    let alive = st.running.as_ref().is_some_and(|r| r.exited.borrow().is_none());
     if !alive {
         st.running = None;
         if let Some(at) = st.last_failure {
@@ -113,14 +121,18 @@ pub async fn open(spec: &SsmSpec, host: &str, port: u16) -> Result<TcpStream, Er
             }
         }
     }
-    let local = st.running.as_ref().map(|r| r.local_port).unwrap_or_default();
+    let Some((local, exited)) = st.running.as_ref().map(|r| (r.local_port, r.exited.clone())) else {
+        return Err(failure(TunnelFailure::SsmSessionFailed, "the SSM session is not running".into()));
+    };
     drop(st);
-    TcpStream::connect(("127.0.0.1", local)).await.map_err(|e| {
+    let tcp = TcpStream::connect(("127.0.0.1", local)).await.map_err(|e| {
         failure(
             TunnelFailure::SsmSessionFailed,
             format!("the SSM session's local port 127.0.0.1:{local} refused the connection: {e}"),
         )
-    })
+    })?;
+    tcp.set_nodelay(true).ok();
+    Ok(Connection { tcp, exited, lost: Lost::default(), end: End::Open })
 }
 
 async fn start(spec: &SsmSpec, host: &str, port: u16) -> Result<Running, Error> {
@@ -196,7 +208,140 @@ async fn start(spec: &SsmSpec, host: &str, port: u16) -> Result<Running, Error> 
     }
     // Keep reading, so that the CLI never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Running { child, local_port, _stdin: stdin })
+    let (report, exited) = watch::channel(None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let target = spec.target.clone();
+    tokio::spawn(async move {
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = stopped => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        let how = match status {
+            Ok(s) => match s.code() {
+                Some(code) => format!("status {code}"),
+                None => "killed by a signal".into(),
+            },
+            Err(e) => format!("unknown status: {e}"),
+        };
+        let _ = report.send(Some(format!("aws ssm start-session --target {target} exited, {how}")));
+    });
+    Ok(Running { local_port, exited, _stop: stop, _stdin: stdin })
+}
+
+/// One connection through the SSM session's local port. Reads end with [`LostError`] rather
+/// than a plain end of stream or reset when the CLI exited under it.
+pub struct Connection {
+    tcp: TcpStream,
+    exited: watch::Receiver<Option<String>>,
+    pub(super) lost: Lost,
+    end: End,
+}
+
+/// Where a connection's stream is: open; ended, waiting (at most [`EXIT_GRACE`]) to learn
+/// whether the CLI exited; or ended for good, with the end each later read gives again.
+enum End {
+    Open,
+    Waiting(Pin<Box<dyn Future<Output = Option<String>> + Send>>, Ended),
+    Settled(Ended),
+}
+
+#[derive(Clone)]
+enum Ended {
+    Eof,
+    Failed(io::ErrorKind, String),
+    Lost(String),
+}
+
+impl Connection {
+    fn exited(&self) -> Option<String> {
+        self.exited.borrow().clone()
+    }
+
+    fn lost_now(&self, why: String) -> io::Error {
+        self.lost.set(why.clone());
+        io::Error::new(io::ErrorKind::ConnectionAborted, LostError(why))
+    }
+
+    fn give(&self, how: Ended) -> Poll<io::Result<()>> {
+        Poll::Ready(match how {
+            Ended::Eof => Ok(()),
+            Ended::Failed(kind, text) => Err(io::Error::new(kind, text)),
+            Ended::Lost(why) => Err(self.lost_now(why)),
+        })
+    }
+
+    /// The stream ended (`how`): waits for the CLI's exit to be reported, if it is coming.
+    fn ended(&mut self, cx: &mut Context<'_>, how: Ended) -> Poll<io::Result<()>> {
+        let mut exited = self.exited.clone();
+        let wait = async move {
+            let ended = tokio::time::timeout(EXIT_GRACE, exited.wait_for(Option::is_some)).await;
+            ended.ok().and_then(|r| r.ok().and_then(|why| why.clone()))
+        };
+        self.end = End::Waiting(Box::pin(wait), how);
+        self.poll_end(cx)
+    }
+
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let how = match &mut self.end {
+            End::Open => return Poll::Ready(Ok(())),
+            End::Settled(how) => how.clone(),
+            End::Waiting(wait, how) => match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(why)) => Ended::Lost(why),
+                Poll::Ready(None) => how.clone(),
+            },
+        };
+        self.end = End::Settled(how.clone());
+        self.give(how)
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !matches!(this.end, End::Open) {
+            return this.poll_end(cx);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.tcp).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => this.ended(cx, Ended::Eof),
+            Poll::Ready(Err(e)) => this.ended(cx, Ended::Failed(e.kind(), e.to_string())),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.tcp).poll_write(cx, data) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.exited().map_or(e, |why| this.lost_now(why)))),
+            other => other,
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.exited().map_or(e, |why| this.lost_now(why)))),
+            other => other,
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
