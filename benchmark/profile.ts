@@ -5,6 +5,7 @@
 //
 //   node --import tsx benchmark/profile.ts <seq|pipe|pool|large|stream> [path to a .node build]
 //   node --import tsx benchmark/profile.ts orm-<prisma|sequelize>-<page|point> [path to a .node build]
+//   node --import tsx benchmark/profile.ts orm-plans [path to a .node build]
 //
 // The orm-* modes run workload 10 or 11's calls with this package as `pg` and then with real pg
 // (benchmark/node_modules), in this process, and give each one's CPU per query by thread.
@@ -19,7 +20,7 @@ import { createRequire } from 'node:module'
 import { startStack } from '../__test__/fixture/stack.ts'
 import { pgConfig } from './drivers/pg-config.ts'
 import type { PgModule } from './drivers/types.ts'
-import { ORM_POOL_MAX, ORM_SETUP, ormQueries, type OrmQuery, type OrmShape } from './workloads/orm.ts'
+import { idOf, ORM_POOL_MAX, ORM_SETUP, ormQueries, PRISMA_POINT, SEQUELIZE_POINT, type OrmQuery, type OrmShape } from './workloads/orm.ts'
 
 const mode = process.argv[2] ?? 'seq'
 if (process.argv[3]) process.env.NAPI_RS_NATIVE_LIBRARY_PATH = path.resolve(process.argv[3])
@@ -47,6 +48,10 @@ async function main() {
   try {
     const tunnel = await stack.startTunnel(stack.pgPort)
     const config = { host: 'localhost', hostaddr: '127.0.0.1', port: tunnel.port, password: stack.users.admin.password, sslrootcert: stack.caFile, sslnegotiation: 'postgres' as const }
+    if (mode === 'orm-plans') {
+      await profilePlans(stack.users.admin.password, stack.caFile, tunnel.port)
+      return
+    }
     if (mode.startsWith('orm-')) {
       await profileOrm(mode, stack.users.admin.password, stack.caFile, tunnel.port)
       return
@@ -114,6 +119,51 @@ async function profileOrm(mode: string, password: string, caFile: string, port: 
     }
     await pool.end()
   }
+}
+
+/**
+ * Workloads 10b and 11b's point selects, interleaved in one process: this package as `pg`, pg as
+ * the ORMs call it (an unnamed statement, parsed every time), and pg with a `name` (prepared once,
+ * as this package prepares every text). The last two differ only in what the server does; the
+ * first two in what the drivers do as well. Then what PostgreSQL did with this package's cached
+ * statements (`pg_prepared_statements`: generic plans are planned once, custom plans each run).
+ */
+async function profilePlans(password: string, caFile: string, port: number) {
+  const target = { host: 'localhost', hostaddr: '127.0.0.1', port, caFile, user: 'admin', password, database: 'postgres' }
+  const benchRequire = createRequire(new URL('./package.json', import.meta.url))
+  const ours = require('../index.js') as PgModule
+  const pg = benchRequire('pg') as PgModule
+  const pools = { ours: new ours.Pool({ ...pgConfig(target), max: 1 }), pg: new pg.Pool({ ...pgConfig(target), max: 1 }) }
+  for (const text of ORM_SETUP) await pools.ours.query(text)
+  const ids = Array.from({ length: 1000 }, (_, i) => idOf(i + 1))
+  type Run = (i: number) => Promise<unknown>
+  const variants: Array<[string, Run]> = []
+  for (const [sql, name, values] of [
+    [PRISMA_POINT, 'prisma', (i: number) => [ids[i % 1000], 1, 0]],
+    [SEQUELIZE_POINT, 'sequelize', (i: number) => [ids[i % 1000]]],
+  ] as const) {
+    variants.push([`${name}: dsql-tunnel as pg`, (i) => pools.ours.query({ text: sql, values: values(i) })])
+    variants.push([`${name}: pg, unnamed (as the ORM calls it)`, (i) => pools.pg.query({ text: sql, values: values(i) })])
+    variants.push([`${name}: pg, named`, (i) => pools.pg.query({ name: `p_${name}`, text: sql, values: values(i) })])
+  }
+  const times = new Map<string, number[]>()
+  const perRound = 300
+  for (let round = 0; round < 10; round++) {
+    for (const [label, run] of round % 2 ? variants : [...variants].reverse()) {
+      for (let i = 0; i < 20; i++) await run(i)
+      const started = performance.now()
+      for (let i = 0; i < perRound; i++) await run(round * perRound + i)
+      times.set(label, [...(times.get(label) ?? []), ((performance.now() - started) * 1000) / perRound])
+    }
+  }
+  const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]
+  for (const [label, t] of times) console.log(`${label.padEnd(44)} ${median(t).toFixed(0)} µs per query (median of ${t.length} rounds)`)
+  const plans = await pools.ours.query(`select left(statement, 40) as statement, generic_plans, custom_plans from pg_prepared_statements where statement like 'SELECT%' order by statement`)
+  for (const r of plans.rows as Array<{ statement: string; generic_plans: string; custom_plans: string }>) {
+    console.log(`dsql-tunnel's cached statement ${JSON.stringify(r.statement + '…')}: ${r.generic_plans} generic plans, ${r.custom_plans} custom plans`)
+  }
+  await pools.ours.end()
+  await pools.pg.end()
 }
 
 main()

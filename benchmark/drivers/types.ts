@@ -46,6 +46,8 @@ export interface PgTypes {
 }
 export interface PgQueryConfig {
   text: string;
+  /** A statement prepared once per connection under this name. */
+  name?: string;
   values?: unknown[];
   rowMode?: 'array';
   types?: { getTypeParser(oid: number, format?: 'text' | 'binary'): TextParser };
