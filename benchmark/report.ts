@@ -522,7 +522,7 @@ export function ormSection(r: Results): string[] {
     '  adds a hand-over from the Rust thread to the JS thread per response. For Sequelize\'s statement the cached statement',
     '  runs a generic plan (planned once), which saves the server more than the hand-over costs; Prisma\'s',
     '  (`… LIMIT $2 OFFSET $3`) PostgreSQL re-plans for every execution (custom plans only), so the server saves just the',
-    '  parse, and this package is measured behind pg named and about even with pg unnamed.',
+    '  parse, and the hand-over shows in the time per query.',
     '- postgres.js and pg-native are not in these rows: neither has pg\'s API to be loaded as `pg`, and pg\'s own `pg.native`',
     '  builds a libpq conninfo without `ssl.servername`, so through a tunnel it cannot verify the cluster\'s name.',
     '',
