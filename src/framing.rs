@@ -92,6 +92,11 @@ struct Shared {
     requests: AtomicU64,
     /// The transaction status of the last ReadyForQuery read (`I`, `T`, `E`), 0 before any.
     status: AtomicU8,
+    /// Close messages written, and those the client library is due to write: it closes a named
+    /// statement on its own (Close, then Sync) when the statement is dropped, behind any request
+    /// that is already queued.
+    closes: AtomicU64,
+    closes_due: AtomicU64,
 }
 
 impl Desync {
@@ -117,8 +122,18 @@ impl Desync {
     /// per Sync or Query, plus the one that ended start-up. False while anything is in flight,
     /// including requests the client library makes on its own (closing statements).
     pub fn settled(&self) -> bool {
+        // A Close that is due but not yet written would go out ahead of the next request.
+        if self.0.closes.load(Ordering::Acquire) < self.0.closes_due.load(Ordering::Acquire) {
+            return false;
+        }
         let ready = self.0.ready.load(Ordering::Acquire);
         ready > 0 && ready == self.0.requests.load(Ordering::Acquire) + 1
+    }
+
+    /// Called before a named statement is dropped: the client library then writes a Close (and
+    /// a Sync) of its own, and the connection is not settled until that is answered too.
+    pub fn close_due(&self) {
+        self.0.closes_due.fetch_add(1, Ordering::AcqRel);
     }
 
     /// `PROTOCOL_ERROR` in place of the "connection lost" a query sees when the reader gave up on
@@ -258,6 +273,7 @@ pub struct Outgoing {
     header: [u8; 5],
     left: u32,
     requests: u64,
+    closes: u64,
 }
 
 impl Outgoing {
@@ -283,6 +299,9 @@ impl Outgoing {
                 if matches!(h[0], b'S' | b'Q') {
                     self.requests += 1;
                 }
+                if h[0] == b'C' {
+                    self.closes += 1;
+                }
                 u32::from_be_bytes([h[1], h[2], h[3], h[4]])
             } else {
                 u32::from_be_bytes([h[0], h[1], h[2], h[3]])
@@ -295,6 +314,11 @@ impl Outgoing {
 
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// Close messages (of a statement or portal) written.
+    pub fn closes(&self) -> u64 {
+        self.closes
     }
 }
 
@@ -355,6 +379,7 @@ impl<S> Checked<S> {
                 break;
             }
         }
+        self.desync.0.closes.store(self.outgoing.closes(), Ordering::Release);
         self.desync.0.requests.store(self.outgoing.requests(), Ordering::Release);
     }
 }
@@ -515,12 +540,14 @@ mod tests {
         out.extend(message(b'S', b""));
         out.extend(message(b'Q', b"select 2\x00"));
         out.extend(message(b'B', &[0; 300]));
+        out.extend(message(b'C', b"Ss1\x00"));
+        out.extend(message(b'S', b""));
         for chunk in [1, 2, 3, 5, 7, out.len()] {
             let mut o = Outgoing::default();
             for piece in out.chunks(chunk) {
                 o.follow(piece);
             }
-            assert_eq!(o.requests(), 2, "split {chunk}");
+            assert_eq!((o.requests(), o.closes()), (3, 1), "split {chunk}");
         }
         let mut f = Framing::default();
         f.follow(&[message(b'Z', b"I"), message(b'C', b"SELECT 1\x00"), message(b'Z', b"I")].concat()).unwrap();
@@ -532,6 +559,14 @@ mod tests {
         d.0.requests.store(1, Ordering::Release);
         assert!(!d.settled(), "a request is in flight");
         d.0.ready.store(2, Ordering::Release);
+        assert!(d.settled());
+        // A dropped statement's Close, due but not yet written, would go out ahead of the next request.
+        d.close_due();
+        assert!(!d.settled(), "a Close is due");
+        d.0.closes.store(1, Ordering::Release);
+        d.0.requests.store(2, Ordering::Release);
+        assert!(!d.settled(), "its Sync is unanswered");
+        d.0.ready.store(3, Ordering::Release);
         assert!(d.settled());
     }
 

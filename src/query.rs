@@ -95,12 +95,22 @@ pub struct Prepared {
     pub command: Option<String>,
     /// Whether JavaScript has been told the fields yet.
     pub announced: AtomicBool,
+    /// Told when the statement is dropped (the client library then closes it on its own).
+    closing: Desync,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // Before the statement itself drops and its Close is queued.
+        self.closing.close_due();
+    }
 }
 
 static NEXT_PREPARED: AtomicU32 = AtomicU32::new(1);
 
 impl Prepared {
-    fn new(statement: Statement, sql: &str, decode: DecodeOptions, text_oids: &HashSet<u32>) -> Prepared {
+    fn new(statement: Statement, sql: &str, conn: &Conn) -> Prepared {
+        let (decode, text_oids) = (conn.decode, &*conn.text_oids());
         let decoders: Vec<Decoder> = statement
             .columns()
             .iter()
@@ -117,6 +127,7 @@ impl Prepared {
             kinds,
             command: command_of(sql),
             announced: AtomicBool::new(false),
+            closing: conn.desync.clone(),
             statement,
         }
     }
@@ -685,7 +696,7 @@ async fn start(
     // it, got none either (a FATAL during the prepare's type lookups comes after the execution).
     let unanswered = executed.is_err();
     let prepared = prepared.map_err(|e| ended(query_error(e), conn, unanswered, alone))?;
-    let stmt = Arc::new(Prepared::new(prepared, sql, conn.decode, &conn.text_oids()));
+    let stmt = Arc::new(Prepared::new(prepared, sql, conn));
     let rows = executed.map_err(|e| ended(query_error(e), conn, false, alone))?;
     conn.statements.lock().expect("statement cache").insert(sql, stmt.clone());
     Ok((rows, stmt))
@@ -800,7 +811,12 @@ async fn run_simple(conn: &Conn, sql: &str, statements: &[&str], alone: bool) ->
                 None => None,
             };
             let types = prepared.as_ref().map(|p| p.columns()).filter(|c| c.len() == result.fields.len());
-            typed_chunk(&mut result, columns, types, conn.decode, &conn.text_oids())?;
+            let typed = typed_chunk(&mut result, columns, types, conn.decode, &conn.text_oids());
+            if let Some(statement) = prepared {
+                conn.desync.close_due();
+                drop(statement);
+            }
+            typed?;
         }
         out.push(result);
     }
