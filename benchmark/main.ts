@@ -21,7 +21,7 @@ import { COLD_KINDS, SSH_ARMS, type ColdKind, type ColdMarks, type CountedProbe,
 import { FlightCounter } from './lib/flight-counter.ts';
 import { EchoServer, echoRtt } from './lib/rtt.ts';
 import { WorkerHost } from './lib/worker-host.ts';
-import { isSectionOnly, spliceOnly, writeReport } from './report.ts';
+import { isSectionOnly, keepHandWritten, spliceOnly, writeReport } from './report.ts';
 import { emptySsh } from './report-ssh.ts';
 import type { RowsMemory, SoakMemory } from './rss-child.ts';
 
@@ -336,7 +336,8 @@ async function main(): Promise<void> {
   const { plan, out, only, from } = parseArgs(argv, path.join(ROOT_DIR, 'BENCHMARKS.md'), path.join(BENCH_DIR, '.results', 'BENCHMARKS-quick.md'));
   if (from) {
     const saved = JSON.parse(fs.readFileSync(from, 'utf8')) as Results;
-    fs.writeFileSync(out, isSectionOnly(saved) && fs.existsSync(out) ? spliceOnly(fs.readFileSync(out, 'utf8'), saved) : writeReport(saved));
+    const existing = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : null;
+    fs.writeFileSync(out, isSectionOnly(saved) && existing !== null ? spliceOnly(existing, saved) : keepHandWritten(writeReport(saved), existing));
     log(`${path.relative(process.cwd(), out)} rewritten from ${from}`);
     return;
   }
@@ -373,7 +374,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   // A run of only workloads 10/11, or only 12, replaces its section of an existing report and keeps the rest.
   if (isSectionOnly(results) && fs.existsSync(out)) fs.writeFileSync(out, spliceOnly(fs.readFileSync(out, 'utf8'), results));
-  else fs.writeFileSync(out, writeReport(results));
+  else fs.writeFileSync(out, keepHandWritten(writeReport(results), fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : null));
   log(`done in ${results.durationSeconds.toFixed(0)} s: ${path.relative(process.cwd(), out)} (raw: ${path.relative(process.cwd(), json)})`);
   if (results.errors.length) {
     log(`${results.errors.length} phase(s) failed: ${results.errors.map((e) => e.phase).join(', ')}`);

@@ -559,6 +559,19 @@ function spliceSection(report: string, begin: string, end: string, section: stri
   return `${report.slice(0, at + 1)}${section}${report.slice(at + 1)}`;
 }
 
+/** The proxy's pgbench section: measured by benchmark/proxy-pgbench.ts, written by hand, kept by every run. */
+const PROXY_BEGIN = '<!-- proxy pgbench: benchmark/proxy-pgbench.ts, written by hand; npm run bench keeps it -->';
+const PROXY_END = '<!-- /proxy pgbench -->';
+
+/** `fresh` (a new report) with the proxy section of `existing`, if it has one. */
+export function keepHandWritten(fresh: string, existing: string | null): string {
+  if (existing === null) return fresh;
+  const from = existing.indexOf(PROXY_BEGIN);
+  const to = existing.indexOf(PROXY_END);
+  if (from < 0 || to < from) return fresh;
+  return spliceSection(fresh, PROXY_BEGIN, PROXY_END, `${existing.slice(from, to + PROXY_END.length)}\n`);
+}
+
 /** A run of only workloads 10-11 or only 12 written into `report`, which keeps the rest. */
 export function spliceOnly(report: string, r: Results): string {
   if (isOrmOnly(r)) return spliceSection(report, ORM_BEGIN, ORM_END, ormSection(r).join('\n'));
