@@ -79,6 +79,8 @@ export interface ClientConfig {
   /** pg's spelling of `applicationName`. */
   application_name?: string
   fallback_application_name?: string
+  /** pg's option: the Promise class of what `connect`, `query` and `end` return without a callback (also a pool's). */
+  Promise?: PromiseConstructorLike
   /** Server-side limits in milliseconds, sent at startup as `-c name=value` (as pg does). */
   statement_timeout?: number | false
   lock_timeout?: number | false

@@ -208,6 +208,37 @@ describe('callbacks and events', () => {
     })
   })
 
+  test('a Promise class given as `Promise` (Client and Pool, as pg and pg-pool take it) is what comes back', async () => {
+    const s = stack()
+    await withEnv(awsEnv(s), async () => {
+      class Tagged<T> extends Promise<T> {}
+      const client = new Client({ ...pgConfig(s), Promise: Tagged })
+      const connecting = client.connect()
+      assert.ok(connecting instanceof Tagged, 'connect()')
+      await connecting
+      const q = client.query('select 1 as one')
+      assert.ok(q instanceof Tagged, 'query()')
+      assert.deepEqual((await q).rows, [{ one: 1 }])
+      const failing = client.query('select 1/0')
+      assert.ok(failing instanceof Tagged, 'a failing query()')
+      await assert.rejects(failing, { code: '22012' })
+      const ending = client.end()
+      assert.ok(ending instanceof Tagged, 'end()')
+      await ending
+      const pool = new Pool({ ...pgConfig(s), max: 1, Promise: Tagged })
+      const pq = pool.query('select 2 as two')
+      assert.ok(pq instanceof Tagged, 'pool.query()')
+      assert.deepEqual((await pq).rows, [{ two: 2 }])
+      const pc = pool.connect()
+      assert.ok(pc instanceof Tagged, 'pool.connect()')
+      ;(await pc).release()
+      const pe = pool.end()
+      assert.ok(pe instanceof Tagged, 'pool.end()')
+      await pe
+      assert.ok(!(new Client(pgConfig(s)).end() instanceof Tagged), 'the default is the global Promise')
+    })
+  })
+
   test('getTransactionStatus follows BEGIN, a failed statement, ROLLBACK and the end', async () => {
     const s = stack()
     await withEnv(awsEnv(s), async () => {

@@ -186,6 +186,8 @@ class Client extends EventEmitter {
     const given = typeof config === 'string' ? { connectionString: config } : config ?? {}
     this.#config = { ...changedDefaults(), ...given }
     this._types = new TypeOverrides(given.types)
+    // pg's `Promise` option: the class of the promises returned when no callback is given.
+    this._Promise = typeof given.Promise === 'function' ? given.Promise : Promise
     this.connection = new Connection(() => this.#native.end())
     this._queryable = true
     this._ending = false
@@ -234,7 +236,13 @@ class Client extends EventEmitter {
       p.then(() => callback(null, this), (err) => callback(err))
       return undefined
     }
-    return p.then(() => this)
+    return this.#promise(p.then(() => this))
+  }
+
+  // `p` as an instance of the configured Promise class.
+  #promise(p) {
+    const P = this._Promise
+    return P === Promise ? p : new P((resolve, reject) => p.then(resolve, reject))
   }
 
   #connect() {
@@ -392,7 +400,7 @@ class Client extends EventEmitter {
         process.nextTick(() => (typeof callback === 'function' ? callback : values)(err))
         return undefined
       }
-      return Promise.reject(err)
+      return this.#promise(Promise.reject(err))
     }
     const options = arguments.length >= 3 && callback !== null && typeof callback === 'object' ? callback : undefined
     const p = this.#run(q, options)
@@ -401,7 +409,7 @@ class Client extends EventEmitter {
       p.then((r) => cb(null, r), (err) => cb(err))
       return undefined
     }
-    return p
+    return this.#promise(p)
   }
 
   // pg-cursor, pg-query-stream and other objects that drive pg's connection: one native stream.
@@ -752,7 +760,7 @@ class Client extends EventEmitter {
       this.#endPromise.then(() => callback(), callback)
       return undefined
     }
-    return this.#endPromise
+    return this.#promise(this.#endPromise)
   }
 
   /** Keeps (pg) or lets the process exit while idle: connections never hold the event loop. */

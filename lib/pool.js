@@ -44,10 +44,10 @@ function hideSecret(target, name, value) {
 }
 
 /** `{ callback, result }`: the callback given, or one settling the returned promise. */
-function promised(callback) {
+function promised(callback, P = Promise) {
   if (typeof callback === 'function') return { callback, result: undefined }
   let resolve, reject
-  const result = new Promise((res, rej) => ((resolve = res), (reject = rej)))
+  const result = new P((res, rej) => ((resolve = res), (reject = rej)))
   return { callback: (err, value) => (err ? reject(err) : resolve(value)), result }
 }
 
@@ -76,6 +76,8 @@ function makePool(DefaultClient) {
       super()
       const given = typeof options === 'string' ? { connectionString: options } : options ?? {}
       this.options = Object.assign({}, given)
+      // pg-pool's `Promise` option: the class of the promises returned when no callback is given.
+      this.Promise = typeof given.Promise === 'function' ? given.Promise : Promise
       // Hidden so they never show up in logs, stack traces or console.log(pool.options), not
       // even with showHidden: accessors, whose values inspect() does not read.
       if ('password' in given) hideSecret(this.options, 'password', given.password)
@@ -131,7 +133,7 @@ function makePool(DefaultClient) {
      */
     query(text, values, callback) {
       if (typeof text === 'function') {
-        const r = promised(text)
+        const r = promised(text, this.Promise)
         setImmediate(() => r.callback(invalidArgument('Passing a function as the first parameter to pool.query is not supported')))
         return r.result
       }
@@ -144,7 +146,7 @@ function makePool(DefaultClient) {
         callback = undefined
       }
       if (text !== null && typeof text === 'object' && typeof text.callback === 'function' && !callback) callback = text.callback
-      const r = promised(callback)
+      const r = promised(callback, this.Promise)
       this.#query(text, values, options).then((res) => r.callback(undefined, res), (err) => r.callback(err))
       return r.result
     }
@@ -215,7 +217,7 @@ function makePool(DefaultClient) {
      * `release([err | true])`. With a callback, calls it with `(err, client, release)`.
      */
     connect(callback) {
-      const r = promised(callback)
+      const r = promised(callback, this.Promise)
       this.#connect().then(
         (client) => (callback ? r.callback(undefined, client, client.release) : r.callback(undefined, client)),
         (err) => (callback ? r.callback(err, undefined, () => {}) : r.callback(err)),
@@ -266,7 +268,8 @@ function makePool(DefaultClient) {
         this.#ending.then(() => callback(), callback)
         return undefined
       }
-      return this.#ending
+      const P = this.Promise
+      return P === Promise ? this.#ending : new P((resolve, reject) => this.#ending.then(resolve, reject))
     }
 
     async #acquire(exclusive) {
