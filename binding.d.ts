@@ -22,8 +22,10 @@ export declare class NativeClient {
    * Sends `sql` with parameters in PostgreSQL text form (`null` for NULL). The outcome reaches
    * the `onDelivery` function given to the constructor, under `id`; a client that is not
    * connected answers at once with a `NativeError`.
+   * `extended`: pg's `queryMode: 'extended'`: text with several statements is not run through
+   * the simple protocol (the server refuses it, as it refuses pg).
    */
-  query(sql: string, params: Array<string | undefined | null>, rowsPerBatch: number, id: number): NativeError | null
+  query(sql: string, params: Array<string | undefined | null>, rowsPerBatch: number, id: number, extended?: boolean | undefined | null): NativeError | null
   /** Writes the requests `query` queued, on this thread (`index.js` calls it once per tick). */
   flush(): void
   /** The next batch of a result larger than one batch (`more` from `query`). */

@@ -182,6 +182,8 @@ export interface StreamOptions {
 export interface QueryConfig<V = unknown[]> extends QueryOptions {
   text: string
   values?: V
+  /** pg's `'extended'`: never the simple protocol, even for text without values (text with several statements is then refused by the server, `42601`). */
+  queryMode?: 'extended'
   /** pg's prepared-statement name: one text per name on a connection. Statements are prepared
    * and cached per connection whether or not they are named. */
   name?: string

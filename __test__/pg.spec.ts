@@ -239,6 +239,23 @@ describe('callbacks and events', () => {
     })
   })
 
+  test("queryMode: 'extended' sends text with several statements as one prepared statement, which the server refuses, as with pg", async () => {
+    const s = stack()
+    await withEnv(awsEnv(s), async () => {
+      const client = new Client(pgConfig(s))
+      await client.connect()
+      try {
+        const simple = await client.query('select 1 as a; select 2 as b')
+        assert.ok(Array.isArray(simple) && simple.length === 2, 'without it: the simple protocol, one result each')
+        await assert.rejects(client.query({ text: 'select 1 as a; select 2 as b', queryMode: 'extended' }), { code: '42601' })
+        const one = await client.query({ text: 'select 3 as c', queryMode: 'extended' })
+        assert.deepEqual(one.rows, [{ c: 3 }])
+      } finally {
+        await client.end()
+      }
+    })
+  })
+
   test('getTransactionStatus follows BEGIN, a failed statement, ROLLBACK and the end', async () => {
     const s = stack()
     await withEnv(awsEnv(s), async () => {

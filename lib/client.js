@@ -508,7 +508,7 @@ class Client extends EventEmitter {
     // The request is written here, synchronously, so pipelined queries keep their order.
     const inbox = this.#inbox
     const id = ++inbox.lastId
-    const failed = this.#native.query(text, params, CHUNK_ROWS, id)
+    const failed = this.#native.query(text, params, CHUNK_ROWS, id, q.queryMode === 'extended')
     if (!this.#flushQueued) {
       // Requests queued in this tick go out together, written from this thread.
       this.#flushQueued = true

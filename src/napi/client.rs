@@ -238,13 +238,22 @@ impl NativeClient {
     /// the `onDelivery` function given to the constructor, under `id`; a client that is not
     /// connected answers at once with a `NativeError`.
     #[napi(catch_unwind)]
-    pub fn query(&self, sql: String, params: Vec<Option<String>>, rows_per_batch: u32, id: f64) -> Option<NativeError> {
+    /// `extended`: pg's `queryMode: 'extended'`: text with several statements is not run through
+    /// the simple protocol (the server refuses it, as it refuses pg).
+    pub fn query(
+        &self,
+        sql: String,
+        params: Vec<Option<String>>,
+        rows_per_batch: u32,
+        id: f64,
+        extended: Option<bool>,
+    ) -> Option<NativeError> {
         let (conn, driver, mut closed, mut rest_closed) = match &*self.state.lock().expect("client state") {
             State::Open(o) => (o.conn.clone(), o.driver.clone(), o.closed.subscribe(), o.closed.subscribe()),
             State::Closed => return Some(NativeError::from(&Error::Closed)),
             _ => return Some(NativeError::from(&Error::NotConnected)),
         };
-        let multi = query::is_multi_statement(&conn, &sql, &params);
+        let multi = !extended.unwrap_or(false) && query::is_multi_statement(&conn, &sql, &params);
         let (rests, rest_id) = (self.rests.clone(), self.next_rest.fetch_add(1, Ordering::Relaxed));
         let (inbox, task_conn) = (self.inbox.clone(), conn.clone());
         // Counted from here, on the JavaScript thread, so the next call sees this one outstanding.
