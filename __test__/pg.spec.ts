@@ -256,6 +256,30 @@ describe('callbacks and events', () => {
     })
   })
 
+  test('types only the server can print come as its text, and asking for it never disturbs a transaction', async () => {
+    const s = stack()
+    await withEnv(awsEnv(s), async () => {
+      const client = new Client(pgConfig(s))
+      await client.connect()
+      try {
+        await client.query('begin')
+        // regclass and tsvector: cast back by the server. An anonymous record holding a regclass (the
+        // server cannot take one back): not asked about, so no failed cast aborts the transaction.
+        const r = await client.query(`select 'pg_class'::regclass as c, to_tsvector('simple', 'b a') as t,
+          row(1, 'pg_type'::regclass) as r`)
+        assert.equal(r.rows[0].c, 'pg_class')
+        assert.equal(r.rows[0].t, "'a':2 'b':1")
+        assert.match(r.rows[0].r, /^\(1,/)
+        assert.equal(client.getTransactionStatus(), 'T', 'the transaction is still good')
+        assert.deepEqual((await client.query('select 1 as ok')).rows, [{ ok: 1 }])
+        await client.query('commit')
+        assert.equal(client.getTransactionStatus(), 'I')
+      } finally {
+        await client.end()
+      }
+    })
+  })
+
   test('getTransactionStatus follows BEGIN, a failed statement, ROLLBACK and the end', async () => {
     const s = stack()
     await withEnv(awsEnv(s), async () => {

@@ -1101,16 +1101,19 @@ fn write_record(
         let Some(v) = c.item(what)? else { continue };
         let found;
         let ty = match fields {
-            Some(f) => f[i].type_(),
+            Some(f) => Some(f[i].type_()),
             None => {
-                found = Type::from_oid(oid).ok_or_else(|| Error::Protocol {
-                    detail: format!("no text form is known for a record field of type oid {oid}"),
-                })?;
-                &found
+                found = Type::from_oid(oid);
+                found.as_ref()
             }
         };
         let start = out.len();
-        write(out, ty, v, cx, depth)?;
+        match ty {
+            Some(ty) if has_server_text(ty) => write(out, ty, v, cx, depth)?,
+            // A field whose text only the server can write (reg*, tsvector…), or of a type not
+            // known here: shown as such bytes are elsewhere, rather than failing the whole row.
+            _ => crate::value::write_text(out, &crate::value::Decoder::Fallback, v)?,
+        }
         quote_from(out, start, Quoting::Record);
         cx.check(out)?;
     }
@@ -1669,7 +1672,7 @@ mod tests {
     }
 
     #[test]
-    fn types_without_a_known_text_form_are_refused() {
+    fn types_without_a_known_text_form_are_refused_and_record_fields_of_them_shown_as_bytes() {
         let hstore = custom("hstore", Kind::Simple);
         for ty in [Type::REGCLASS, Type::REGTYPE, Type::TS_VECTOR, Type::ACLITEM, hstore.clone()] {
             assert!(!has_server_text(&ty), "{ty}");
@@ -1680,9 +1683,15 @@ mod tests {
         }
         assert!(!has_server_text(&custom("_hstore", Kind::Array(hstore.clone()))));
         assert!(!has_server_text(&custom("r", Kind::Composite(vec![Field::new("h".into(), hstore)]))));
-        // An anonymous record names its fields' types: built-in ones only.
-        let raw = hex("0000000100004e2000000001ff");
-        assert_eq!(write_server_text(&mut String::new(), &Type::RECORD, &raw, 0).unwrap_err().code(), "PROTOCOL_ERROR");
+        // An anonymous record names its fields' types: a field of a type not known here, or whose
+        // text only the server can write, shows as other such bytes do, and the row still reads.
+        let mut out = String::new();
+        write_server_text(&mut out, &Type::RECORD, &hex("0000000200004e2000000001ff00000017000000040000002a"), 0)
+            .unwrap();
+        assert_eq!(out, r#"("\\xff",42)"#);
+        let mut out = String::new();
+        write_server_text(&mut out, &Type::RECORD, &hex("00000001000008bd00000004000004eb"), 0).unwrap();
+        assert_eq!(out, r#"("\\x000004eb")"#);
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Prepared {
             .columns()
             .iter()
             .map(|c| match Decoder::for_column(c.type_(), decode, text_oids) {
-                d if d.needs_server() => Decoder::ByServer,
+                d if d.needs_server() && server_castable(c.type_()) => Decoder::ByServer,
                 d => d,
             })
             .collect();
@@ -511,6 +511,33 @@ async fn first_rows_sendable(
     })
 }
 
+/// Types whose values the server can always take back in binary and cast to text: the reg*
+/// family, tsvector and tsquery, and arrays of them. Anything else (an anonymous record, aclitem,
+/// extensions' types) might have no binary input, and a failed cast would abort the caller's
+/// transaction: those stay as [`Decoder::Fallback`] shows them.
+fn server_castable(ty: &Type) -> bool {
+    match ty.kind() {
+        PgKind::Array(e) => server_castable(e),
+        PgKind::Domain(base) => server_castable(base),
+        _ => matches!(
+            *ty,
+            Type::REGPROC
+                | Type::REGPROCEDURE
+                | Type::REGOPER
+                | Type::REGOPERATOR
+                | Type::REGCLASS
+                | Type::REGTYPE
+                | Type::REGCONFIG
+                | Type::REGDICTIONARY
+                | Type::REGNAMESPACE
+                | Type::REGROLE
+                | Type::REGCOLLATION
+                | Type::TS_VECTOR
+                | Type::TSQUERY
+        ),
+    }
+}
+
 /// Values per query when the server writes the text of a column's values.
 const SERVER_TEXT_BATCH: usize = 1000;
 
@@ -531,9 +558,10 @@ impl ToSql for RawParam<'_> {
 
 /// Makes the unrendered columns of a complete result text, as pg would have received it: the
 /// server casts each value (sent back in binary) to text on the same connection, so catalog
-/// names come out as this session sees them. Rare types only (reg*, tsvector, tsquery,
-/// extensions'), one round trip per thousand values. A column the server cannot cast (an
-/// aborted transaction, an anonymous record) is shown as bytes are otherwise ([`render_here`]).
+/// names come out as this session sees them. Rare types only ([`server_castable`]), one round trip
+/// per thousand values. When the server does not answer the cast (the transaction was aborted by
+/// a statement pipelined behind, the connection ended), the column is shown as bytes are
+/// otherwise ([`render_here`]).
 async fn render_by_server(conn: &Conn, prepared: &Prepared, chunk: &mut Chunk) -> Result<(), Error> {
     for (i, col) in chunk.columns.iter_mut().enumerate().filter(|(_, c)| c.unrendered) {
         let ty = prepared.statement.columns()[i].type_().clone();

@@ -107,7 +107,8 @@ pub enum Decoder {
     TextAs(Kind),
     /// A type without a known binary form: text when the bytes are UTF-8, else `\x` hex.
     Fallback,
-    /// A column whose text only the server can write (see [`Decoder::needs_server`]): its values
+    /// A column whose text only the server can write (see [`Decoder::needs_server`]), of a type it
+    /// can always cast back (reg*, tsvector, tsquery and their arrays): its values
     /// are kept as they arrived and made text once the result is complete
     /// ([`ColumnChunk::render`]), by the server when it can be asked, else as [`Decoder::Fallback`].
     ByServer,
@@ -186,7 +187,8 @@ impl Decoder {
 
     /// Whether the text pg would hand over for this column can only come from the server: reg*
     /// types print catalog names, and tsvector, tsquery, aclitem and extensions' types have no
-    /// binary form known here (also as elements of a registered array such as regproc[]).
+    /// binary form known here (also as elements of a registered array such as regproc[]). Which of
+    /// them the server is asked about is `query.rs`'s call.
     pub fn needs_server(&self) -> bool {
         match self {
             Decoder::Fallback => true,
