@@ -14,7 +14,7 @@
 //! digits; plus `NaN`, `Infinity`, `-Infinity`, `0` and `-0`.
 
 use crate::error::Error;
-use crate::value::{self, civil_from_days, Decoder};
+use crate::value::{self, civil_from_days, push_uint, Decoder};
 use std::fmt::Write;
 use tokio_postgres::types::{Field, Kind, Type};
 
@@ -317,10 +317,6 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// `v` in decimal, zero-padded to at least `width` digits (dates and clocks print many small
 /// numbers: this skips the formatting machinery).
-fn push_padded(out: &mut String, v: u64, width: usize) {
-    crate::value::push_uint(out, v, width);
-}
-
 fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], Error> {
     raw.try_into().map_err(|_| bad(what))
 }
@@ -628,11 +624,11 @@ fn write_time_of_day(out: &mut String, us: i64) -> Option<()> {
 fn write_clock(out: &mut String, us: u64) {
     let (h, m) = (us / 3_600_000_000, us / 60_000_000 % 60);
     let (s, frac) = (us / 1_000_000 % 60, us % 1_000_000);
-    push_padded(out, h, 2);
+    push_uint(out, h, 2);
     out.push(':');
-    push_padded(out, m, 2);
+    push_uint(out, m, 2);
     out.push(':');
-    push_padded(out, s, 2);
+    push_uint(out, s, 2);
     if frac != 0 {
         let (mut f, mut width) = (frac, 6);
         while f % 10 == 0 {
@@ -640,7 +636,7 @@ fn write_clock(out: &mut String, us: u64) {
             width -= 1;
         }
         out.push('.');
-        push_padded(out, f, width);
+        push_uint(out, f, width);
     }
 }
 
@@ -650,14 +646,14 @@ fn write_zone(out: &mut String, west: i64) {
     let a = west.unsigned_abs();
     let (h, m, s) = (a / 3600, a / 60 % 60, a % 60);
     out.push(if west <= 0 { '+' } else { '-' });
-    push_padded(out, h, 2);
+    push_uint(out, h, 2);
     if s != 0 || m != 0 {
         out.push(':');
-        push_padded(out, m, 2);
+        push_uint(out, m, 2);
     }
     if s != 0 {
         out.push(':');
-        push_padded(out, s, 2);
+        push_uint(out, s, 2);
     }
 }
 
@@ -677,11 +673,11 @@ fn write_timestamp(out: &mut String, us: i64, east: Option<i32>, what: &str) -> 
             let offset = east.unwrap_or(0) as i64;
             let local = us.checked_add(offset * 1_000_000).ok_or_else(|| bad(what))?;
             let (y, m, d) = civil_from_days(local.div_euclid(USECS_PER_DAY) + 10_957);
-            push_padded(out, if y > 0 { y } else { 1 - y }.unsigned_abs(), 4);
+            push_uint(out, if y > 0 { y } else { 1 - y }.unsigned_abs(), 4);
             out.push('-');
-            push_padded(out, m.into(), 2);
+            push_uint(out, m.into(), 2);
             out.push('-');
-            push_padded(out, d.into(), 2);
+            push_uint(out, d.into(), 2);
             out.push(' ');
             write_clock(out, local.rem_euclid(USECS_PER_DAY).unsigned_abs());
             if east.is_some() {
@@ -1112,7 +1108,7 @@ fn write_record(
             Some(ty) if has_server_text(ty) => write(out, ty, v, cx, depth)?,
             // A field whose text only the server can write (reg*, tsvector…), or of a type not
             // known here: shown as such bytes are elsewhere, rather than failing the whole row.
-            _ => crate::value::write_text(out, &crate::value::Decoder::Fallback, v)?,
+            _ => value::write_text(out, &Decoder::Fallback, v)?,
         }
         quote_from(out, start, Quoting::Record);
         cx.check(out)?;

@@ -95,6 +95,8 @@ pub struct Prepared {
     pub command: Option<String>,
     /// Whether JavaScript has been told the fields yet.
     pub announced: AtomicBool,
+    /// Whether a column's text is asked of the server ([`Decoder::ByServer`]) once a result is complete.
+    by_server: bool,
     /// Told when the statement is dropped (the client library then closes it on its own).
     closing: Desync,
 }
@@ -121,6 +123,7 @@ impl Prepared {
             .collect();
         let kinds = decoders.iter().map(|d| (d.kind(), d.element_kind())).collect();
         Prepared {
+            by_server: decoders.contains(&Decoder::ByServer),
             decoders,
             id: NEXT_PREPARED.fetch_add(1, Ordering::Relaxed),
             fields: fields(statement.columns()),
@@ -267,6 +270,11 @@ impl Conn {
     pub fn begin(self: &Arc<Self>) -> (InFlight, bool) {
         let before = self.outstanding.fetch_add(1, Ordering::AcqRel);
         (InFlight(self.clone()), before == 0 && self.desync.settled())
+    }
+
+    /// Queries and streams in flight (including the caller's, when it has begun one).
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
     }
 
     /// Shares the flag the connection's events set when an unasked FATAL ended the session.
@@ -488,7 +496,7 @@ async fn first_rows_sendable(
     let cached = conn.statements.lock().expect("statement cache").get(&sql);
     let (rows, prepared) = start(conn, &sql, &params, cached, alone).await?;
     // Text only the server can write is asked for once the result is complete: in one batch.
-    let first = if prepared.decoders.contains(&Decoder::ByServer) { batching.max } else { batching.first };
+    let first = if prepared.by_server { batching.max } else { batching.first };
     let builder = ChunkBuilder::new(&prepared.decoders).with_limit(first);
     let mut rest = Rest {
         rows: Box::pin(rows),
@@ -499,7 +507,9 @@ async fn first_rows_sendable(
     };
     Ok(match rest.next_batch().await? {
         (mut chunk, None) => {
-            render_here(chunk.as_mut())?;
+            if prepared.by_server {
+                render_here(chunk.as_mut())?;
+            }
             FirstRows { prepared, chunk, row_count: None, rest: Some(rest) }
         }
         (mut chunk, Some((_, row_count))) => {
@@ -563,6 +573,9 @@ impl ToSql for RawParam<'_> {
 /// a statement pipelined behind, the connection ended), the column is shown as bytes are
 /// otherwise ([`render_here`]).
 async fn render_by_server(conn: &Conn, prepared: &Prepared, chunk: &mut Chunk) -> Result<(), Error> {
+    if !prepared.by_server {
+        return Ok(());
+    }
     for (i, col) in chunk.columns.iter_mut().enumerate().filter(|(_, c)| c.unrendered) {
         let ty = prepared.statement.columns()[i].type_().clone();
         let values: Vec<&[u8]> = col.raw_values().flatten().collect();
@@ -636,7 +649,10 @@ impl Rest {
                 Ok((chunk, done)) => Ok(Batch { fields: None, chunk, done }),
                 Err(e) => Err(e),
             };
-            let batch = batch.and_then(|mut b| render_here(b.chunk.as_mut()).map(|()| b));
+            let batch = match batch {
+                Ok(mut b) if self.prepared.by_server => render_here(b.chunk.as_mut()).map(|()| b),
+                other => other,
+            };
             let last = !matches!(batch, Ok(Batch { done: None, .. }));
             if out.send(batch).await.is_err() || last {
                 return;

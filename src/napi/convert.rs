@@ -467,6 +467,7 @@ pub fn pack(items: &mut VecDeque<(f64, Outcome)>, forgotten: Vec<u32>) -> Delive
             break;
         }
     }
+    head.reserve_exact(numbers.len() + offsets.len() + nulls.len());
     let numbers_at = head.len() as u32;
     head.extend_from_slice(&numbers);
     let offsets_at = head.len() as u32;
