@@ -97,6 +97,8 @@ struct Shared {
     /// that is already queued.
     closes: AtomicU64,
     closes_due: AtomicU64,
+    /// Woken whenever a ReadyForQuery has been read.
+    readied: tokio::sync::Notify,
 }
 
 impl Desync {
@@ -128,6 +130,22 @@ impl Desync {
         }
         let ready = self.0.ready.load(Ordering::Acquire);
         ready > 0 && ready == self.0.requests.load(Ordering::Acquire) + 1
+    }
+
+    /// Waits, at most `limit`, until the connection is [`Desync::settled`]: every request written
+    /// has its ReadyForQuery.
+    pub async fn until_settled(&self, limit: std::time::Duration) {
+        let wait = async {
+            loop {
+                // Created before the check: a ReadyForQuery read in between still wakes it.
+                let readied = self.0.readied.notified();
+                if self.settled() {
+                    return;
+                }
+                readied.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
     }
 
     /// Called before a named statement is dropped: the client library then writes a Close (and
@@ -356,7 +374,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
                     let _ = this.key.0.set(k);
                 }
                 this.desync.0.status.store(this.framing.transaction_status(), Ordering::Release);
-                this.desync.0.ready.store(this.framing.1, Ordering::Release);
+                if this.desync.0.ready.swap(this.framing.1, Ordering::AcqRel) != this.framing.1 {
+                    this.desync.0.readied.notify_waiters();
+                }
                 Poll::Ready(Ok(()))
             }
             Err(v) => {

@@ -53,6 +53,10 @@ pub struct NativeClient {
 type Receiver = Arc<tokio::sync::Mutex<mpsc::Receiver<std::result::Result<Batch, Error>>>>;
 type Rests = Arc<Mutex<HashMap<u32, Receiver>>>;
 /// Weak: it never keeps Node running (`index.js` holds the event loop while queries are out).
+/// How long a failed query waits for the ReadyForQuery behind its error (it is normally in the
+/// same read).
+const READY_AFTER_ERROR: std::time::Duration = std::time::Duration::from_millis(200);
+
 type Notify = ThreadsafeFunction<(), (), Delivery, Status, false, true, 0>;
 
 /// Outcomes waiting for JavaScript. A query's task posts its outcome here; the first post after
@@ -268,6 +272,12 @@ impl NativeClient {
             let first = match first {
                 Ok(first) => first,
                 Err(e) => {
+                    // The server's error comes before its ReadyForQuery: a query alone on the
+                    // connection settles once that has been read too, as pg's does, so the
+                    // transaction status (`E` inside a transaction) is current when it rejects.
+                    if matches!(e, Error::Server(_)) && conn.outstanding() == 1 {
+                        conn.desync.until_settled(READY_AFTER_ERROR).await;
+                    }
                     drop(in_flight);
                     return Err(e);
                 }
